@@ -1,0 +1,67 @@
+using Microsoft.AspNetCore.Routing;
+using PollingApi.Operations.Handlers;
+
+namespace PollingApi.Operations;
+
+/// <summary>Everything the engine knows about one registered command kind.</summary>
+public sealed class CommandDescriptor
+{
+    internal CommandDescriptor(string kind, string route, Type requestType, Type resultType, int? maxAttempts,
+        Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> execute,
+        Action<IEndpointRouteBuilder, CommandDescriptor> mapEndpoint)
+    {
+        Kind = kind;
+        Route = route;
+        RequestType = requestType;
+        ResultType = resultType;
+        MaxAttempts = maxAttempts;
+        Execute = execute;
+        MapEndpoint = mapEndpoint;
+    }
+
+    /// <summary>The stable name stored with each operation, e.g. <c>diagnostics.sleep</c>.</summary>
+    public string Kind { get; }
+
+    /// <summary>The route clients POST the command to, e.g. <c>/v1/diagnostics/sleep</c>.</summary>
+    public string Route { get; }
+
+    public Type RequestType { get; }
+
+    public Type ResultType { get; }
+
+    /// <summary>Attempts for this kind; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</summary>
+    public int? MaxAttempts { get; }
+
+    /// <summary>Deserialises the stored payload, runs the handler and serialises its result.</summary>
+    internal Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> Execute { get; }
+
+    internal Action<IEndpointRouteBuilder, CommandDescriptor> MapEndpoint { get; }
+}
+
+/// <summary>The registered commands, by kind.</summary>
+public sealed class CommandRegistry
+{
+    private readonly Dictionary<string, CommandDescriptor> _byKind;
+
+    public CommandRegistry(IEnumerable<CommandDescriptor> commands)
+    {
+        _byKind = new Dictionary<string, CommandDescriptor>(StringComparer.Ordinal);
+        foreach (var command in commands)
+        {
+            if (!_byKind.TryAdd(command.Kind, command))
+            {
+                throw new InvalidOperationException($"The command kind '{command.Kind}' is registered twice.");
+            }
+        }
+
+        var duplicateRoute = _byKind.Values.GroupBy(c => c.Route, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (duplicateRoute is not null)
+        {
+            throw new InvalidOperationException($"The route '{duplicateRoute.Key}' is registered by more than one command.");
+        }
+    }
+
+    public IReadOnlyCollection<CommandDescriptor> All => _byKind.Values;
+
+    public CommandDescriptor? Find(string kind) => _byKind.GetValueOrDefault(kind);
+}

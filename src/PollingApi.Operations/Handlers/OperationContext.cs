@@ -1,0 +1,45 @@
+namespace PollingApi.Operations.Handlers;
+
+/// <summary>What a handler knows about the operation it is running, and how it reports back.</summary>
+public sealed class OperationContext
+{
+    private readonly Func<int, string?, CancellationToken, Task> _reportProgress;
+
+    internal OperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
+        Func<int, string?, CancellationToken, Task> reportProgress)
+    {
+        OperationId = operationId;
+        Kind = kind;
+        Attempt = attempt;
+        MaxAttempts = maxAttempts;
+        _reportProgress = reportProgress;
+    }
+
+    /// <summary>The operation's id.</summary>
+    public Guid OperationId { get; }
+
+    /// <summary>The command kind, e.g. <c>diagnostics.sleep</c>.</summary>
+    public string Kind { get; }
+
+    /// <summary>This attempt's number, starting at 1.</summary>
+    public int Attempt { get; }
+
+    /// <summary>How many attempts the operation gets in all.</summary>
+    public int MaxAttempts { get; }
+
+    /// <summary>Publishes progress that pollers see in the operation's <c>progress</c> field.</summary>
+    /// <param name="percent">0 to 100.</param>
+    /// <param name="message">A short note for humans, at most 500 characters.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    public Task ReportProgressAsync(int percent, string? message, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(percent, 0);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(percent, 100);
+        if (message is { Length: > 500 })
+        {
+            throw new ArgumentException("A progress message is at most 500 characters.", nameof(message));
+        }
+
+        return _reportProgress(percent, message, cancellationToken);
+    }
+}

@@ -1,0 +1,55 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace PollingApi.Operations.Http;
+
+/// <summary>
+/// Turns "the database cannot be reached" into <c>503 Service Unavailable</c> with <c>Retry-After</c>, so a
+/// caller retries instead of seeing a 500 (and never gets a <c>202</c> for a command that was not stored).
+/// </summary>
+internal sealed partial class DatabaseUnavailableExceptionHandler(
+    IProblemDetailsService problemDetails,
+    RetryAfterPolicy retryAfter,
+    ILogger<DatabaseUnavailableExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        if (!IsDatabaseUnavailable(exception) || httpContext.Response.HasStarted)
+        {
+            return false;
+        }
+
+        LogUnavailable(exception, httpContext.Request.Path);
+        httpContext.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        httpContext.Response.Headers.RetryAfter = retryAfter.SecondsWhenUnavailable().ToString(CultureInfo.InvariantCulture);
+        return await problemDetails.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails = new ProblemDetails
+            {
+                Status = StatusCodes.Status503ServiceUnavailable,
+                Type = ProblemTypes.DatabaseUnavailable,
+                Title = "The service is temporarily unavailable.",
+                Detail = "The operations database cannot be reached. Nothing was stored; retry after the time in Retry-After.",
+            },
+        }).ConfigureAwait(false);
+    }
+
+    internal static bool IsDatabaseUnavailable(Exception exception) => exception switch
+    {
+        // Connection-level SQL states: 08 connection exception, 57P01-57P03 server shutting down or starting, 53300 too many connections.
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal)
+                                || pg.SqlState is "57P01" or "57P02" or "57P03" or "53300",
+        NpgsqlException => true,
+        TimeoutException => true,
+        _ => exception.InnerException is { } inner && IsDatabaseUnavailable(inner),
+    };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Database unavailable while serving {Path}")]
+    private partial void LogUnavailable(Exception exception, string path);
+}

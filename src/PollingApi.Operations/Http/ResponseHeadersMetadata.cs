@@ -1,0 +1,20 @@
+namespace PollingApi.Operations.Http;
+
+/// <summary>Endpoint metadata naming the headers a response carries, for the OpenAPI document.</summary>
+public sealed record ResponseHeadersMetadata(int StatusCode, params ResponseHeader[] Headers);
+
+/// <summary>A response header as the OpenAPI document describes it.</summary>
+public sealed record ResponseHeader(string Name, string Description, string Type, string? Format = null);
+
+/// <summary>The headers the operations API sends.</summary>
+public static class ResponseHeaders
+{
+    public static readonly ResponseHeader RetryAfter = new("Retry-After",
+        "Whole seconds to wait before polling (or retrying) again; at least 1.", "integer", "int32");
+
+    public static readonly ResponseHeader Location = new("Location",
+        "The absolute URL of the operation's status monitor.", "string", "uri");
+
+    public static readonly ResponseHeader OperationLocation = new("Operation-Location",
+        "The absolute URL of the operation's status monitor (the same as Location, for Azure-style pollers).", "string", "uri");
+}

@@ -1,0 +1,92 @@
+using Microsoft.Extensions.Options;
+
+namespace PollingApi.Operations;
+
+/// <summary>Settings of the operations engine, bound from the <c>Operations</c> configuration section.</summary>
+public sealed class OperationsOptions
+{
+    public const string SectionName = "Operations";
+
+    /// <summary>Whether this node serves the API, runs handlers, or both.</summary>
+    public OperationsRole Role { get; set; } = OperationsRole.All;
+
+    /// <summary>This node's name in <c>locked_by</c>; defaults to host name, process id and a random suffix.</summary>
+    public string? NodeId { get; set; }
+
+    /// <summary>How many handlers one node runs at once.</summary>
+    public int MaxConcurrency { get; set; } = 32;
+
+    /// <summary>How often an idle worker looks for due work it was not woken for (retries falling due, other nodes' submits).</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a claim is valid without renewal before another node may take the operation over.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often a worker renews the leases of the handlers it is running.</summary>
+    public TimeSpan LeaseRenewInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often the lease-rescue job returns operations of dead workers to <c>pending</c>.</summary>
+    public TimeSpan LeaseRescueInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a stopping worker lets running handlers finish before it cancels them and releases their leases.</summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Attempts per operation when a command does not set its own.</summary>
+    public int DefaultMaxAttempts { get; set; } = 5;
+
+    /// <summary>The backoff cap of the first retry; each further retry doubles it, up to <see cref="RetryMaxDelay"/>.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The largest backoff between two attempts.</summary>
+    public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>The smallest <c>Retry-After</c> the API advertises.</summary>
+    public TimeSpan RetryAfterMin { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The largest <c>Retry-After</c> the API advertises.</summary>
+    public TimeSpan RetryAfterMax { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The largest request body a command accepts, in bytes.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
+}
+
+internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, OperationsOptions options)
+    {
+        var failures = new List<string>();
+
+        void Require(bool condition, string message)
+        {
+            if (!condition)
+            {
+                failures.Add(message);
+            }
+        }
+
+        Require(Enum.IsDefined(options.Role), $"Operations:Role must be All, Api or Worker, not '{options.Role}'.");
+        Require(options.NodeId is null || (options.NodeId.Length is > 0 and <= 200),
+            $"Operations:NodeId must be 1 to 200 characters, not '{options.NodeId}'.");
+        Require(options.MaxConcurrency is >= 1 and <= 1024, $"Operations:MaxConcurrency must be 1 to 1024, not {options.MaxConcurrency}.");
+        Require(options.PollInterval >= TimeSpan.FromMilliseconds(50) && options.PollInterval <= TimeSpan.FromMinutes(1),
+            $"Operations:PollInterval must be 00:00:00.050 to 00:01:00, not {options.PollInterval}.");
+        Require(options.LeaseDuration >= TimeSpan.FromSeconds(1), $"Operations:LeaseDuration must be at least 00:00:01, not {options.LeaseDuration}.");
+        Require(options.LeaseRenewInterval > TimeSpan.Zero && options.LeaseRenewInterval * 2 <= options.LeaseDuration,
+            $"Operations:LeaseRenewInterval must be positive and at most half of LeaseDuration ({options.LeaseDuration}), not {options.LeaseRenewInterval}.");
+        Require(options.LeaseRescueInterval >= TimeSpan.FromMilliseconds(100),
+            $"Operations:LeaseRescueInterval must be at least 00:00:00.100, not {options.LeaseRescueInterval}.");
+        Require(options.ShutdownTimeout >= TimeSpan.Zero && options.ShutdownTimeout <= TimeSpan.FromMinutes(10),
+            $"Operations:ShutdownTimeout must be 00:00:00 to 00:10:00, not {options.ShutdownTimeout}.");
+        Require(options.DefaultMaxAttempts is >= 1 and <= 100, $"Operations:DefaultMaxAttempts must be 1 to 100, not {options.DefaultMaxAttempts}.");
+        Require(options.RetryBaseDelay > TimeSpan.Zero, $"Operations:RetryBaseDelay must be positive, not {options.RetryBaseDelay}.");
+        Require(options.RetryMaxDelay >= options.RetryBaseDelay,
+            $"Operations:RetryMaxDelay must be at least RetryBaseDelay ({options.RetryBaseDelay}), not {options.RetryMaxDelay}.");
+        Require(options.RetryAfterMin >= TimeSpan.FromSeconds(1), $"Operations:RetryAfterMin must be at least 00:00:01, not {options.RetryAfterMin}.");
+        Require(options.RetryAfterMax >= options.RetryAfterMin,
+            $"Operations:RetryAfterMax must be at least RetryAfterMin ({options.RetryAfterMin}), not {options.RetryAfterMax}.");
+        Require(options.MaxRequestBodyBytes is >= 1024 and <= 16 * 1024 * 1024,
+            $"Operations:MaxRequestBodyBytes must be 1024 to 16777216, not {options.MaxRequestBodyBytes}.");
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

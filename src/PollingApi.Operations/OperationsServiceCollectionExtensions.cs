@@ -1,0 +1,141 @@
+using System.Text.Json;
+using FluentValidation;
+using Microsoft.AspNetCore.OpenApi;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using PollingApi.Operations.Handlers;
+using PollingApi.Operations.Http;
+using PollingApi.Operations.Processing;
+using PollingApi.Operations.Storage;
+using Quartz;
+
+namespace PollingApi.Operations;
+
+public static class OperationsServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the operations engine: storage on PostgreSQL (migrated at start-up), the Quartz-hosted worker
+    /// and maintenance jobs, and the services behind <see cref="OperationsApi.MapOperations"/>.
+    /// Register commands on the returned builder.
+    /// </summary>
+    /// <param name="services">The application's services.</param>
+    /// <param name="configuration">The configuration holding the <c>Operations</c> section.</param>
+    /// <param name="connectionString">The PostgreSQL database that holds the operations.</param>
+    public static OperationsBuilder AddOperations(this IServiceCollection services, IConfiguration configuration, string connectionString)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+
+        services.AddOptions<OperationsOptions>().BindConfiguration(OperationsOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<OperationsOptions>, OperationsOptionsValidator>();
+
+        // The job schedule is fixed at registration, so the settings are read (and checked) now.
+        var settings = configuration.GetSection(OperationsOptions.SectionName).Get<OperationsOptions>() ?? new OperationsOptions();
+        var validation = new OperationsOptionsValidator().Validate(null, settings);
+        if (validation.Failed)
+        {
+            throw new OptionsValidationException(OperationsOptions.SectionName, typeof(OperationsOptions), validation.Failures);
+        }
+
+        var node = new NodeIdentity(settings.NodeId ?? $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}");
+        services.AddSingleton(node);
+        services.AddSingleton(TimeProvider.System);
+
+        services.AddNpgsqlDataSource(connectionString);
+        services.AddSingleton(new OperationsDatabase(connectionString));
+        services.AddSingleton<DatabaseMigrator>();
+        services.AddHostedService<DatabaseMigrationService>();
+        services.AddSingleton<OperationStore>();
+
+        // Validation messages name fields as the JSON does: "'durationMs' must not be empty.", not "'Duration Ms' ...".
+        ValidatorOptions.Global.DisplayNameResolver = (_, member, _) =>
+            member is null ? null : JsonNamingPolicy.CamelCase.ConvertName(member.Name);
+
+        services.AddSingleton<CommandRegistry>();
+        services.AddSingleton<OperationWakeSignal>();
+        services.AddSingleton<RetryBackoff>();
+        services.AddSingleton<RetryAfterPolicy>();
+        services.AddSingleton<OperationPump>();
+
+        services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
+        services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
+
+        services.AddQuartz(quartz => ConfigureJobs(quartz, settings));
+        services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
+
+        return new OperationsBuilder(services);
+    }
+
+    /// <summary>Describes the response headers of the operations API in the OpenAPI document.</summary>
+    public static OpenApiOptions AddOperationsTransformers(this OpenApiOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.AddOperationTransformer<ResponseHeadersTransformer>();
+        return options;
+    }
+
+    private static void ConfigureJobs(IQuartzBuilder quartz, OperationsOptions options)
+    {
+        quartz.UseInMemoryStore();
+        quartz.AddJob<LeaseRescueJob>(job => job.WithIdentity(LeaseRescueJob.Key));
+        quartz.AddTrigger(trigger => trigger.ForJob(LeaseRescueJob.Key)
+            .StartNow()
+            .WithSimpleSchedule(s => s.WithInterval(options.LeaseRescueInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+
+        if (options.Role is OperationsRole.All or OperationsRole.Worker)
+        {
+            quartz.AddJob<OperationPumpJob>(job => job.WithIdentity(OperationPumpJob.Key));
+            quartz.AddTrigger(trigger => trigger.ForJob(OperationPumpJob.Key)
+                .StartNow()
+                .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+        }
+    }
+}
+
+/// <summary>Registers commands with the operations engine.</summary>
+public sealed class OperationsBuilder
+{
+    internal OperationsBuilder(IServiceCollection services) => Services = services;
+
+    public IServiceCollection Services { get; }
+
+    /// <summary>
+    /// Registers a command: clients POST a <typeparamref name="TRequest"/> to <paramref name="route"/>, it is
+    /// validated by the <see cref="IValidator{T}"/> registered for it (if any), stored as an operation of
+    /// <paramref name="kind"/>, and run by <typeparamref name="THandler"/>.
+    /// </summary>
+    /// <param name="kind">The stable name stored with each operation, e.g. <c>billing.invoice</c>.</param>
+    /// <param name="route">The route to POST the command to, e.g. <c>/v1/billing/invoices</c>.</param>
+    /// <param name="maxAttempts">Attempts per operation; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</param>
+    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
+        where TRequest : notnull
+        where TResult : notnull
+        where THandler : class, IOperationHandler<TRequest, TResult>
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        ArgumentException.ThrowIfNullOrWhiteSpace(route);
+        if (maxAttempts is < 1 or > 100)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "A command gets 1 to 100 attempts.");
+        }
+
+        Services.AddScoped<THandler>();
+        Services.AddSingleton(new CommandDescriptor(kind, route, typeof(TRequest), typeof(TResult), maxAttempts,
+            ExecuteAsync<TRequest, TResult, THandler>, CommandEndpoint.Map<TRequest>));
+        return this;
+    }
+
+    private static async Task<string> ExecuteAsync<TRequest, TResult, THandler>(IServiceProvider services, string payload,
+        OperationContext context, CancellationToken cancellationToken)
+        where TRequest : notnull
+        where TResult : notnull
+        where THandler : class, IOperationHandler<TRequest, TResult>
+    {
+        var request = JsonSerializer.Deserialize<TRequest>(payload, OperationJson.Options)
+            ?? throw new PermanentOperationFailureException(ProblemTypes.HandlerFailed, "The stored request is empty.");
+        var handler = services.GetRequiredService<THandler>();
+        var result = await handler.HandleAsync(request, context, cancellationToken).ConfigureAwait(false);
+        return JsonSerializer.Serialize(result, OperationJson.Options);
+    }
+}

@@ -1,0 +1,31 @@
+namespace PollingApi.Operations;
+
+/// <summary>The stable <c>type</c> URIs of the problems the API and the engine report.</summary>
+public static class ProblemTypes
+{
+    public const string Prefix = "urn:pollingapi:problem:";
+
+    public const string ValidationFailed = Prefix + "validation-failed";
+    public const string MalformedJson = Prefix + "malformed-json";
+    public const string UnsupportedMediaType = Prefix + "unsupported-media-type";
+    public const string PayloadTooLarge = Prefix + "payload-too-large";
+    public const string InvalidOperationId = Prefix + "invalid-operation-id";
+    public const string OperationNotFound = Prefix + "operation-not-found";
+    public const string RouteNotFound = Prefix + "not-found";
+    public const string MethodNotAllowed = Prefix + "method-not-allowed";
+    public const string BadRequest = Prefix + "bad-request";
+    public const string DatabaseUnavailable = Prefix + "database-unavailable";
+    public const string InternalError = Prefix + "internal-error";
+
+    /// <summary>A handler threw a permanent failure without naming its own type.</summary>
+    public const string HandlerFailed = Prefix + "handler-failed";
+
+    /// <summary>Every attempt failed with a transient error.</summary>
+    public const string AttemptsExhausted = Prefix + "attempts-exhausted";
+
+    /// <summary>The last attempt's worker stopped renewing its lease (it crashed or lost the database).</summary>
+    public const string LeaseExpired = Prefix + "lease-expired";
+
+    /// <summary>The operation's kind is not registered on the node that claimed it.</summary>
+    public const string UnknownKind = Prefix + "unknown-kind";
+}

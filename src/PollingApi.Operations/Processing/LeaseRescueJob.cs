@@ -1,0 +1,72 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using PollingApi.Operations.Storage;
+using Quartz;
+
+namespace PollingApi.Operations.Processing;
+
+/// <summary>
+/// Returns operations whose worker stopped renewing its lease (it crashed, hung or lost the database) to
+/// <c>pending</c>, or ends them <c>failed</c> when their attempts are used up. Runs on one node at a time.
+/// </summary>
+[DisallowConcurrentExecution]
+public sealed partial class LeaseRescueJob(
+    NpgsqlDataSource dataSource,
+    OperationStore store,
+    OperationWakeSignal wakeSignal,
+    TimeProvider timeProvider,
+    ILogger<LeaseRescueJob> logger) : IJob
+{
+    public static readonly JobKey Key = new("lease-rescue", "operations");
+
+    private const long LockKey = 0x506f6c6c_52657363;
+    private const int BatchSize = 500;
+
+    public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
+    {
+        try
+        {
+            int rescued = await RescueAsync(cancellationToken).ConfigureAwait(false);
+            if (rescued > 0)
+            {
+                LogRescued(rescued);
+                wakeSignal.Wake();
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            // The next run tries again; nothing is lost while the database is away.
+            LogFailed(ex);
+        }
+    }
+
+    /// <summary>Rescues every expired lease, in batches. Returns 0 when another node holds the job's lock.</summary>
+    public async Task<int> RescueAsync(CancellationToken cancellationToken)
+    {
+        await using var clusterLock = await ClusterLock.TryAcquireAsync(dataSource, LockKey, cancellationToken).ConfigureAwait(false);
+        if (clusterLock is null)
+        {
+            return 0;
+        }
+
+        string error = OperationPump.ErrorJson(ProblemTypes.LeaseExpired, "The operation's worker stopped responding.",
+            "The last attempt's worker stopped renewing its lease and no attempts are left.");
+        int total = 0;
+        int rescued;
+        do
+        {
+            rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, error, cancellationToken)
+                .ConfigureAwait(false);
+            total += rescued;
+        }
+        while (rescued == BatchSize);
+
+        return total;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Rescued {Count} operations whose lease expired")]
+    private partial void LogRescued(int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease rescue failed")]
+    private partial void LogFailed(Exception exception);
+}

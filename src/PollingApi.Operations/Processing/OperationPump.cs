@@ -1,0 +1,409 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using PollingApi.Operations.Handlers;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Processing;
+
+/// <summary>
+/// A node's worker: claims due operations in batches, runs their handlers with bounded concurrency,
+/// renews their leases while they run and writes each outcome with a fenced update. On stop it claims
+/// nothing more, lets running handlers finish within <see cref="OperationsOptions.ShutdownTimeout"/>,
+/// then cancels the rest and gives their operations back to <c>pending</c>.
+/// </summary>
+public sealed partial class OperationPump(
+    OperationStore store,
+    CommandRegistry commands,
+    OperationWakeSignal wakeSignal,
+    RetryBackoff backoff,
+    NodeIdentity node,
+    IServiceScopeFactory scopeFactory,
+    IOptions<OperationsOptions> options,
+    TimeProvider timeProvider,
+    ILogger<OperationPump> logger)
+{
+    private static readonly TimeSpan MaxDatabaseBackoff = TimeSpan.FromSeconds(5);
+
+    private readonly ConcurrentDictionary<Guid, Task> _running = new();
+    private readonly OperationsOptions _options = options.Value;
+
+    /// <summary>How many handlers this pump is running now.</summary>
+    public int RunningCount => _running.Count;
+
+    /// <summary>Runs until <paramref name="stoppingToken"/> fires, then shuts down gracefully and returns.</summary>
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        using var handlerAbort = new CancellationTokenSource();
+        using var renewalStop = new CancellationTokenSource();
+        Task renewal = RenewLeasesUntilStoppedAsync(renewalStop.Token);
+        LogStarted(node.Id, _options.MaxConcurrency);
+        try
+        {
+            await ClaimUntilStoppedAsync(handlerAbort.Token, stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await DrainAsync(handlerAbort).ConfigureAwait(false);
+            await renewalStop.CancelAsync().ConfigureAwait(false);
+            await renewal.ConfigureAwait(false);
+            await ReleaseLeasesAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task ClaimUntilStoppedAsync(CancellationToken handlerToken, CancellationToken stoppingToken)
+    {
+        var databaseBackoff = TimeSpan.Zero;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            int free = _options.MaxConcurrency - _running.Count;
+            int claimedCount = 0;
+            if (free > 0)
+            {
+                try
+                {
+                    var now = timeProvider.GetUtcNow().UtcDateTime;
+                    var claimed = await store.ClaimAsync(node.Id, free, now, now + _options.LeaseDuration, stoppingToken)
+                        .ConfigureAwait(false);
+                    claimedCount = claimed.Count;
+                    foreach (var operation in claimed)
+                    {
+                        Start(operation, handlerToken);
+                    }
+
+                    databaseBackoff = TimeSpan.Zero;
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (NpgsqlException ex)
+                {
+                    databaseBackoff = NextDatabaseBackoff(databaseBackoff);
+                    LogClaimFailed(ex, databaseBackoff);
+                    await DelayAsync(databaseBackoff, stoppingToken).ConfigureAwait(false);
+                    continue;
+                }
+            }
+
+            // A full batch means more may be due right away; otherwise wait for a wake-up or the poll interval.
+            if (claimedCount == 0 || claimedCount < free)
+            {
+                await WaitForWorkAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task WaitForWorkAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await wakeSignal.WaitAsync(_options.PollInterval, timeProvider, stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: the loop condition ends the claiming.
+        }
+    }
+
+    private void Start(ClaimedOperation operation, CancellationToken handlerToken)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var task = RunOneAsync(operation, started.Task, handlerToken);
+        _running[operation.Id] = task;
+        started.SetResult();
+    }
+
+    private async Task RunOneAsync(ClaimedOperation operation, Task registered, CancellationToken handlerToken)
+    {
+        await registered.ConfigureAwait(false);
+        try
+        {
+            using var scope = logger.BeginScope(new Dictionary<string, object>
+            {
+                ["OperationId"] = operation.Id,
+                ["OperationKind"] = operation.Kind,
+                ["Attempt"] = operation.Attempts,
+            });
+            await ExecuteAsync(operation, handlerToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _running.TryRemove(operation.Id, out _);
+            wakeSignal.Wake();
+        }
+    }
+
+    private async Task ExecuteAsync(ClaimedOperation operation, CancellationToken handlerToken)
+    {
+        var command = commands.Find(operation.Kind);
+        if (command is null)
+        {
+            LogUnknownKind(operation.Kind);
+            await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
+                ErrorJson(ProblemTypes.UnknownKind, "Unknown command kind.",
+                    $"No handler for '{operation.Kind}' is registered."), Now(), ct)).ConfigureAwait(false);
+            return;
+        }
+
+        var context = new OperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts,
+            (percent, message, ct) => ReportProgressAsync(operation, percent, message, ct));
+        string resultJson;
+        try
+        {
+            await using var scope = scopeFactory.CreateAsyncScope();
+            resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
+        {
+            // Shutdown cancelled the handler: the lease is released, not counted as a failure.
+            LogInterrupted();
+            return;
+        }
+        catch (PermanentOperationFailureException ex)
+        {
+            LogPermanentFailure(ex, ex.Type);
+            await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
+                ErrorJson(ex.Type, ex.Title, ex.Detail), Now(), ct)).ConfigureAwait(false);
+            return;
+        }
+#pragma warning disable CA1031 // A handler's failure of any type is an outcome to record, not a crash of the worker.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            await HandleTransientFailureAsync(operation, ex).ConfigureAwait(false);
+            return;
+        }
+
+        bool stored = await WriteOutcomeAsync(operation, ct => store.CompleteAsync(operation.Id, node.Id, operation.Attempts,
+            resultJson, Now(), ct)).ConfigureAwait(false);
+        if (stored)
+        {
+            LogSucceeded();
+        }
+    }
+
+    private async Task HandleTransientFailureAsync(ClaimedOperation operation, Exception exception)
+    {
+        if (operation.Attempts >= operation.MaxAttempts)
+        {
+            LogAttemptsExhausted(exception, operation.Attempts);
+            await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
+                ErrorJson(ProblemTypes.AttemptsExhausted, "The operation failed on every attempt.",
+                    $"All {operation.MaxAttempts} attempts failed with a transient error."), Now(), ct)).ConfigureAwait(false);
+            return;
+        }
+
+        var delay = backoff.Delay(operation.Attempts);
+        LogRetryScheduled(exception, operation.Attempts, delay);
+        await WriteOutcomeAsync(operation, ct =>
+        {
+            var now = Now();
+            return store.ScheduleRetryAsync(operation.Id, node.Id, operation.Attempts, now + delay, now, ct);
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Writes an attempt's outcome, retrying while the database is unreachable for as long as the lease lasts.
+    /// Returns false when the write was fenced out (the lease was lost) or could not be made in time; in both
+    /// cases lease rescue hands the operation to another attempt.
+    /// </summary>
+    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write)
+    {
+        var deadline = timeProvider.GetUtcNow() + _options.LeaseDuration;
+        var delay = TimeSpan.Zero;
+        while (true)
+        {
+            try
+            {
+                bool written = await write(CancellationToken.None).ConfigureAwait(false);
+                if (!written)
+                {
+                    LogFencedOut(operation.Attempts);
+                }
+
+                return written;
+            }
+            catch (NpgsqlException ex) when (timeProvider.GetUtcNow() < deadline)
+            {
+                delay = NextDatabaseBackoff(delay);
+                LogOutcomeWriteFailed(ex, delay);
+                await DelayAsync(delay, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
+    {
+        string progressJson = JsonSerializer.Serialize(new OperationProgress(percent, message), OperationJson.Options);
+        bool written = await store.ReportProgressAsync(operation.Id, node.Id, operation.Attempts, progressJson, Now(), cancellationToken)
+            .ConfigureAwait(false);
+        if (!written)
+        {
+            LogFencedOut(operation.Attempts);
+        }
+    }
+
+    private async Task RenewLeasesUntilStoppedAsync(CancellationToken stopToken)
+    {
+        while (!stopToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(_options.LeaseRenewInterval, timeProvider, stopToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            var ids = _running.Keys.ToArray();
+            if (ids.Length == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                var now = timeProvider.GetUtcNow().UtcDateTime;
+                var renewed = await store.RenewLeasesAsync(node.Id, ids, now + _options.LeaseDuration, stopToken).ConfigureAwait(false);
+                if (renewed.Count < ids.Length)
+                {
+                    LogLeasesLost(ids.Length - renewed.Count);
+                }
+            }
+            catch (OperationCanceledException) when (stopToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (NpgsqlException ex)
+            {
+                LogRenewalFailed(ex);
+            }
+        }
+    }
+
+    private async Task DrainAsync(CancellationTokenSource handlerAbort)
+    {
+        var running = _running.Values.ToArray();
+        if (running.Length == 0)
+        {
+            return;
+        }
+
+        LogDraining(running.Length, _options.ShutdownTimeout);
+        var all = Task.WhenAll(running);
+        try
+        {
+            await all.WaitAsync(_options.ShutdownTimeout, timeProvider).ConfigureAwait(false);
+            return;
+        }
+        catch (TimeoutException)
+        {
+            LogCancellingHandlers(_running.Count);
+        }
+
+        await handlerAbort.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            // Handlers that ignore their token are not waited for any longer: their leases are released below.
+            await all.WaitAsync(TimeSpan.FromSeconds(2), timeProvider).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            LogHandlersIgnoredCancellation(_running.Count);
+        }
+    }
+
+    private async Task ReleaseLeasesAsync()
+    {
+        try
+        {
+            int released = await store.ReleaseAsync(node.Id, Now(), CancellationToken.None).ConfigureAwait(false);
+            if (released > 0)
+            {
+                LogReleased(released);
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            // The leases will expire and lease rescue will return the operations to pending.
+            LogReleaseFailed(ex);
+        }
+    }
+
+    private DateTime Now() => timeProvider.GetUtcNow().UtcDateTime;
+
+    private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
+        Task.Delay(delay, timeProvider, cancellationToken).ContinueWith(static _ => { }, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    private static TimeSpan NextDatabaseBackoff(TimeSpan previous) =>
+        previous == TimeSpan.Zero ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromTicks(Math.Min(previous.Ticks * 2, MaxDatabaseBackoff.Ticks));
+
+    internal static string ErrorJson(string type, string title, string? detail) =>
+        JsonSerializer.Serialize(new OperationError(type, title, detail), OperationJson.Options);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker {NodeId} started with {MaxConcurrency} handler slots")]
+    private partial void LogStarted(string nodeId, int maxConcurrency);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Claiming operations failed; retrying in {Delay}")]
+    private partial void LogClaimFailed(Exception exception, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "No handler is registered for kind {Kind}")]
+    private partial void LogUnknownKind(string kind);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Handler interrupted by shutdown; the operation will be released")]
+    private partial void LogInterrupted();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed permanently with {ProblemType}")]
+    private partial void LogPermanentFailure(Exception exception, string problemType);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed on its last attempt {Attempt}")]
+    private partial void LogAttemptsExhausted(Exception exception, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Attempt {Attempt} failed; retrying in {Delay}")]
+    private partial void LogRetryScheduled(Exception exception, int attempt, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Operation succeeded")]
+    private partial void LogSucceeded();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Attempt {Attempt} lost its lease; its outcome was not stored")]
+    private partial void LogFencedOut(int attempt);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Storing an outcome failed; retrying in {Delay}")]
+    private partial void LogOutcomeWriteFailed(Exception exception, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} running operations are no longer leased to this node")]
+    private partial void LogLeasesLost(int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Renewing leases failed")]
+    private partial void LogRenewalFailed(Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Stopping: waiting up to {Timeout} for {Count} running handlers")]
+    private partial void LogDraining(int count, TimeSpan timeout);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling {Count} handlers still running at the shutdown timeout")]
+    private partial void LogCancellingHandlers(int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} handlers did not stop when cancelled")]
+    private partial void LogHandlersIgnoredCancellation(int count);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Released {Count} unfinished operations back to pending")]
+    private partial void LogReleased(int count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Releasing leases at shutdown failed; lease rescue will recover them")]
+    private partial void LogReleaseFailed(Exception exception);
+}
+
+/// <summary>A node's identity in <c>locked_by</c>.</summary>
+public sealed record NodeIdentity(string Id);
+
+/// <summary>Progress as pollers see it.</summary>
+public sealed record OperationProgress(int Percent, string? Message);
+
+/// <summary>An operation's error: an RFC 9457 problem object with a stable <c>type</c>.</summary>
+public sealed record OperationError(string Type, string Title, string? Detail);

@@ -1,0 +1,47 @@
+namespace PollingApi.Operations.Storage;
+
+/// <summary>One row of the <c>operations</c> table, as the store reads it.</summary>
+public sealed class OperationRow
+{
+    public Guid Id { get; init; }
+    public string Owner { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public string Status { get; init; } = "";
+    public string Payload { get; init; } = "";
+    public string? Result { get; init; }
+    public string? Error { get; init; }
+    public string? IdempotencyKey { get; init; }
+    public byte[]? RequestHash { get; init; }
+    public int Attempts { get; init; }
+    public int MaxAttempts { get; init; }
+    public DateTime NextAttemptAt { get; init; }
+    public string? LockedBy { get; init; }
+    public DateTime? LockedUntil { get; init; }
+    public bool CancelRequested { get; init; }
+    public string? Progress { get; init; }
+    public string? TraceParent { get; init; }
+    public DateTime CreatedAt { get; init; }
+    public DateTime UpdatedAt { get; init; }
+    public DateTime? CompletedAt { get; init; }
+    public int Version { get; init; }
+}
+
+/// <summary>An operation a worker has just claimed: what it needs to run one attempt.</summary>
+public sealed class ClaimedOperation
+{
+    public Guid Id { get; init; }
+    public string Kind { get; init; } = "";
+    public string Payload { get; init; } = "";
+    public int Attempts { get; init; }
+    public int MaxAttempts { get; init; }
+    public string? TraceParent { get; init; }
+}
+
+/// <summary>A new operation to store.</summary>
+public sealed record NewOperation(
+    Guid Id,
+    string Owner,
+    string Kind,
+    string Payload,
+    int MaxAttempts,
+    string? TraceParent);

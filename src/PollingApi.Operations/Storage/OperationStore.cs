@@ -1,0 +1,193 @@
+using Dapper;
+using Npgsql;
+
+namespace PollingApi.Operations.Storage;
+
+/// <summary>
+/// Every statement that reads or writes the <c>operations</c> table. Each status change is one
+/// conditional UPDATE: it only succeeds from the expected state, and changes of a running operation
+/// are fenced by the claiming node and attempt, so a worker that lost its lease cannot overwrite
+/// the outcome of the node that took the operation over.
+/// </summary>
+public sealed class OperationStore(NpgsqlDataSource dataSource)
+{
+    private const string Columns = """
+        id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
+        idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
+        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, version
+        """;
+
+    static OperationStore() => DefaultTypeMap.MatchNamesWithUnderscores = true;
+
+    public async Task<OperationRow> InsertAsync(NewOperation operation, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
+                                    trace_parent, created_at, updated_at)
+            VALUES (@Id, @Owner, @Kind, 'pending', CAST(@Payload AS jsonb), 0, @MaxAttempts, @Now,
+                    @TraceParent, @Now, @Now)
+            RETURNING {Columns}
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleAsync<OperationRow>(new CommandDefinition(Sql, new
+        {
+            operation.Id,
+            operation.Owner,
+            operation.Kind,
+            operation.Payload,
+            operation.MaxAttempts,
+            operation.TraceParent,
+            Now = now,
+        }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    public async Task<OperationRow?> FindAsync(Guid id, string owner, CancellationToken cancellationToken)
+    {
+        const string Sql = $"SELECT {Columns} FROM operations WHERE id = @id AND owner = @owner";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleOrDefaultAsync<OperationRow>(
+            new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> due pending operations for <paramref name="nodeId"/> in one
+    /// statement. Rows another claimer holds are skipped, not waited for.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations AS o
+            SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
+                updated_at = @now, version = o.version + 1
+            WHERE o.id IN (SELECT id FROM operations
+                           WHERE status = 'pending' AND next_attempt_at <= @now
+                           ORDER BY next_attempt_at
+                           LIMIT @limit
+                           FOR UPDATE SKIP LOCKED)
+              AND o.status = 'pending'
+            RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var claimed = await connection.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
+            new { nodeId, limit, now, leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return claimed.AsList();
+    }
+
+    /// <summary>Stores the result of a successful attempt. False when the lease was lost meanwhile.</summary>
+    public async Task<bool> CompleteAsync(Guid id, string nodeId, int attempt, string resultJson, DateTime now,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'succeeded', result = CAST(@resultJson AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
+                completed_at = @now, updated_at = @now, version = version + 1
+            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            """;
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, resultJson, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends the operation <c>failed</c> with a problem object. False when the lease was lost meanwhile.</summary>
+    public async Task<bool> FailAsync(Guid id, string nodeId, int attempt, string errorJson, DateTime now,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'failed', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
+                completed_at = @now, updated_at = @now, version = version + 1
+            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            """;
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Returns the operation to <c>pending</c> until <paramref name="nextAttemptAt"/>. False when the lease was lost meanwhile.</summary>
+    public async Task<bool> ScheduleRetryAsync(Guid id, string nodeId, int attempt, DateTime nextAttemptAt, DateTime now,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'pending', next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
+                updated_at = @now, version = version + 1
+            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            """;
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Publishes a running attempt's progress. False when the lease was lost meanwhile.</summary>
+    public async Task<bool> ReportProgressAsync(Guid id, string nodeId, int attempt, string progressJson, DateTime now,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET progress = CAST(@progressJson AS jsonb), updated_at = @now, version = version + 1
+            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            """;
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, progressJson, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Extends the leases of the given running operations; returns the ids this node still holds.</summary>
+    public async Task<IReadOnlyList<Guid>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime leaseUntil,
+        CancellationToken cancellationToken)
+    {
+        // A lease renewal is not a change a poller can see, so it leaves version and updated_at alone.
+        const string Sql = """
+            UPDATE operations SET locked_until = @leaseUntil
+            WHERE id = ANY(@ids) AND status = 'running' AND locked_by = @nodeId
+            RETURNING id
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var renewed = await connection.QueryAsync<Guid>(new CommandDefinition(Sql,
+            new { nodeId, ids = ids.ToArray(), leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return renewed.AsList();
+    }
+
+    /// <summary>
+    /// Returns running operations whose lease expired before <paramref name="now"/> to <c>pending</c>, or ends
+    /// them <c>failed</c> when their attempts are used up. Returns how many rows were rescued.
+    /// </summary>
+    public async Task<int> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations AS o
+            SET status = CASE WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
+                error = CASE WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
+                completed_at = CASE WHEN o.attempts >= o.max_attempts THEN @now END,
+                next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1
+            WHERE o.id IN (SELECT id FROM operations
+                           WHERE status = 'running' AND locked_until < @now
+                           ORDER BY locked_until
+                           LIMIT @batchSize
+                           FOR UPDATE SKIP LOCKED)
+              AND o.status = 'running' AND o.locked_until < @now
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql,
+            new { now, batchSize, exhaustedErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Gives every operation <paramref name="nodeId"/> still holds back to <c>pending</c>, due at once. The
+    /// interrupted attempt is not counted: the operation did not fail, its worker stopped.
+    /// </summary>
+    public async Task<int> ReleaseAsync(string nodeId, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'pending', attempts = GREATEST(attempts - 1, 0), next_attempt_at = @now,
+                locked_by = NULL, locked_until = NULL, updated_at = @now, version = version + 1
+            WHERE status = 'running' AND locked_by = @nodeId
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, now }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+    }
+
+    private async Task<bool> ExecuteFencedAsync(string sql, object parameters, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        int rows = await connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+        return rows == 1;
+    }
+}

@@ -1,0 +1,54 @@
+using PollingApi.Operations;
+using PollingApi.Operations.Handlers;
+
+namespace PollingApi.Diagnostics;
+
+public sealed class SleepHandler(TimeProvider timeProvider) : IOperationHandler<SleepRequest, SleepResult>
+{
+    public const string PermanentFailureType = ProblemTypes.Prefix + "diagnostics-permanent-failure";
+
+    public async Task<SleepResult> HandleAsync(SleepRequest request, OperationContext context, CancellationToken cancellationToken)
+    {
+        int duration = request.DurationMs ?? 0;
+        if (duration > 0)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(duration), timeProvider, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (request.FailPermanently)
+        {
+            throw new PermanentOperationFailureException(PermanentFailureType, "The sleep was asked to fail permanently.",
+                "diagnostics.sleep was submitted with failPermanently: true.");
+        }
+
+        if (context.Attempt <= request.FailTimes)
+        {
+            throw new SimulatedTransientFailureException(context.Attempt, request.FailTimes);
+        }
+
+        return new SleepResult(duration, context.Attempt);
+    }
+}
+
+/// <summary>The transient failure a sleep was asked to simulate on its first attempts.</summary>
+public sealed class SimulatedTransientFailureException : Exception
+{
+    public SimulatedTransientFailureException(int attempt, int failTimes)
+        : base($"Simulated transient failure on attempt {attempt} of the first {failTimes}.")
+    {
+    }
+
+    public SimulatedTransientFailureException()
+    {
+    }
+
+    public SimulatedTransientFailureException(string message)
+        : base(message)
+    {
+    }
+
+    public SimulatedTransientFailureException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,7 @@
+namespace PollingApi.Diagnostics;
+
+/// <summary>Sleep for a while, optionally failing first: for smoke tests, benchmarks and fault tests.</summary>
+/// <param name="DurationMs">How long each attempt sleeps, 0 to 600000 milliseconds.</param>
+/// <param name="FailTimes">How many first attempts fail with a transient error before one succeeds, 0 to 100.</param>
+/// <param name="FailPermanently">Fail the first attempt with a permanent error (no retries).</param>
+public sealed record SleepRequest(int? DurationMs, int FailTimes = 0, bool FailPermanently = false);

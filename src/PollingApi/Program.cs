@@ -1,0 +1,41 @@
+using FluentValidation;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using PollingApi;
+using PollingApi.Diagnostics;
+using PollingApi.Operations;
+using PollingApi.Operations.Http;
+
+var builder = WebApplication.CreateBuilder(args);
+
+var (connectionString, localCluster) = await LocalDatabase.ResolveAsync(builder.Configuration, CancellationToken.None);
+await using var disposeLocalCluster = localCluster;
+
+builder.Services.AddProblemDetails(ProblemDetailsConventions.Configure);
+builder.Services.AddOpenApi(options => options.AddOperationsTransformers().AddPollingApiDocumentInfo());
+builder.Services.AddValidatorsFromAssemblyContaining<Program>();
+
+var operations = builder.Services.AddOperations(builder.Configuration, connectionString);
+if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<DiagnosticsOptions>()?.Enabled ?? true)
+{
+    operations.AddCommand<SleepRequest, SleepResult, SleepHandler>("diagnostics.sleep", "/v1/diagnostics/sleep");
+}
+
+var app = builder.Build();
+
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+
+app.MapOpenApi();
+app.UseSwaggerUI(ui =>
+{
+    ui.SwaggerEndpoint("/openapi/v1.json", "PollingApi v1");
+    ui.RoutePrefix = "swagger";
+});
+app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
+app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+app.MapOperations();
+
+await app.RunAsync();
+
+/// <summary>The API host; public so that tests can start it.</summary>
+public partial class Program;
