@@ -3,6 +3,7 @@ using FluentValidation;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Http;
@@ -40,7 +41,7 @@ public static class OperationsServiceCollectionExtensions
 
         var node = new NodeIdentity(settings.NodeId ?? $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}");
         services.AddSingleton(node);
-        services.AddSingleton(TimeProvider.System);
+        services.TryAddSingleton(TimeProvider.System);
 
         services.AddNpgsqlDataSource(connectionString);
         services.AddSingleton(new OperationsDatabase(connectionString));

@@ -1,0 +1,105 @@
+using Dapper;
+using Npgsql;
+using PollingApi.Operations.Tests.Infrastructure;
+
+namespace PollingApi.Operations.Tests;
+
+public sealed class ClaimingTests
+{
+    [Fact]
+    public async Task FourConcurrentWorkersProcessTwoThousandOperationsExactlyOnceEach()
+    {
+        const int Count = 2000;
+        string database = await PostgresServer.CreateDatabaseAsync();
+        var executions = new ExecutionLog();
+        var settings = new Dictionary<string, string?> { ["Operations:MaxConcurrency"] = "16" };
+        var nodes = new List<EngineHost>();
+        for (int i = 0; i < 4; i++)
+        {
+            nodes.Add(await EngineHost.StartAsync(database, $"node-{i}", settings, executions: executions));
+        }
+
+        await using (var connection = new NpgsqlConnection(database))
+        {
+            await connection.ExecuteAsync("""
+                INSERT INTO operations (id, owner, kind, status, payload, max_attempts, next_attempt_at, created_at, updated_at)
+                SELECT gen_random_uuid(), 'default', 'test.run', 'pending', '{}', 5, now(), now(), now()
+                FROM generate_series(1, @Count)
+                """, new { Count });
+        }
+
+        using var stop = new CancellationTokenSource();
+        var pumps = nodes.Select(n => n.Pump.RunAsync(stop.Token)).ToList();
+        await Eventually.WaitUntilAsync(
+            async () => await nodes[0].ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'succeeded'") == Count,
+            TimeSpan.FromSeconds(90), $"all {Count} operations succeeded");
+        await stop.CancelAsync();
+        await Task.WhenAll(pumps);
+
+        Assert.Equal(Count, executions.Counts.Count);
+        Assert.All(executions.Counts, pair => Assert.Equal(1, pair.Value));
+        await using (var connection = new NpgsqlConnection(database))
+        {
+            var rows = (await connection.QueryAsync<(int Attempts, string? Node, string? LockedBy)>(
+                "SELECT attempts, result->>'node', locked_by FROM operations")).ToList();
+            Assert.Equal(Count, rows.Count);
+            Assert.All(rows, row =>
+            {
+                Assert.Equal(1, row.Attempts);
+                Assert.StartsWith("node-", row.Node, StringComparison.Ordinal);
+                Assert.Null(row.LockedBy);
+            });
+            // Every worker took a share: the claim spreads work rather than one node winning every batch.
+            Assert.True(rows.Select(r => r.Node).Distinct().Count() >= 2, "work was spread across workers");
+        }
+
+        foreach (var node in nodes)
+        {
+            await node.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task AClaimTakesOnlyDueOperationsAndSkipsRowsLockedByAnotherClaimer()
+    {
+        var time = FakeTime.Create();
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "claimer", timeProvider: time);
+        var now = time.GetUtcNow().UtcDateTime;
+        var due = await host.SubmitAsync(new TestRequest(), now);
+        var later = await host.SubmitAsync(new TestRequest(), now.AddMinutes(1));
+
+        await using var blocker = new NpgsqlConnection(host.ConnectionString);
+        await blocker.OpenAsync();
+        await using var transaction = await blocker.BeginTransactionAsync();
+        await blocker.ExecuteAsync("SELECT id FROM operations WHERE id = @id FOR UPDATE", new { id = due.Id }, transaction);
+
+        var whileLocked = await host.Store.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
+        Assert.Empty(whileLocked);
+
+        await transaction.RollbackAsync();
+        var claimed = await host.Store.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
+        var operation = Assert.Single(claimed);
+        Assert.Equal(due.Id, operation.Id);
+        Assert.Equal(1, operation.Attempts);
+
+        var row = await host.ReadAsync(due.Id);
+        Assert.Equal(OperationStatus.Running, row.Status);
+        Assert.Equal("claimer", row.LockedBy);
+        Assert.Equal(now.AddSeconds(30), row.LockedUntil);
+        Assert.Equal(OperationStatus.Pending, (await host.ReadAsync(later.Id)).Status);
+    }
+
+    [Fact]
+    public async Task ClaimingUsesThePartialIndexOfPendingRows()
+    {
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "planner");
+        await using var connection = new NpgsqlConnection(host.ConnectionString);
+        await connection.OpenAsync();
+        await connection.ExecuteAsync("SET enable_seqscan = off");
+        string plan = string.Join('\n', await connection.QueryAsync<string>("""
+            EXPLAIN SELECT id FROM operations WHERE status = 'pending' AND next_attempt_at <= now()
+            ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED
+            """));
+        Assert.Contains("operations_claimable_idx", plan, StringComparison.Ordinal);
+    }
+}

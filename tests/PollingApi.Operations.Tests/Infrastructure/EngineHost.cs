@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using Dapper;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using PollingApi.Operations.Handlers;
+using PollingApi.Operations.Processing;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Tests.Infrastructure;
+
+/// <summary>
+/// The engine's services for one node, built without a web host: a store, a pump, the lease-rescue job,
+/// and test commands whose executions are recorded in <see cref="Executions"/>.
+/// </summary>
+public sealed class EngineHost : IAsyncDisposable
+{
+    private readonly ServiceProvider _services;
+
+    private EngineHost(ServiceProvider services, string connectionString)
+    {
+        _services = services;
+        ConnectionString = connectionString;
+    }
+
+    public string ConnectionString { get; }
+
+    public OperationStore Store => _services.GetRequiredService<OperationStore>();
+
+    public OperationPump Pump => _services.GetRequiredService<OperationPump>();
+
+    public LeaseRescueJob LeaseRescue => ActivatorUtilities.CreateInstance<LeaseRescueJob>(_services);
+
+    public OperationWakeSignal WakeSignal => _services.GetRequiredService<OperationWakeSignal>();
+
+    public ExecutionLog Executions => _services.GetRequiredService<ExecutionLog>();
+
+    public string NodeId => _services.GetRequiredService<NodeIdentity>().Id;
+
+    public static async Task<EngineHost> StartAsync(string connectionString, string nodeId,
+        IDictionary<string, string?>? settings = null, TimeProvider? timeProvider = null, ExecutionLog? executions = null,
+        Random? random = null)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Operations:NodeId"] = nodeId,
+                ["Operations:PollInterval"] = "00:00:00.100",
+                ["Operations:RetryBaseDelay"] = "00:00:01",
+                ["Operations:RetryMaxDelay"] = "00:00:08",
+            })
+            .AddInMemoryCollection(settings ?? new Dictionary<string, string?>())
+            .Build();
+
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<IConfiguration>(configuration);
+        if (timeProvider is not null)
+        {
+            services.AddSingleton(timeProvider);
+        }
+
+        services.AddSingleton(executions ?? new ExecutionLog());
+        services.AddOperations(configuration, connectionString)
+            .AddCommand<TestRequest, TestResult, TestHandler>(TestHandler.Kind, "/v1/test/run");
+        if (random is not null)
+        {
+            services.AddSingleton(sp => new RetryBackoff(
+                sp.GetRequiredService<Microsoft.Extensions.Options.IOptions<OperationsOptions>>(), random));
+        }
+
+        var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = false, ValidateScopes = true });
+        await provider.GetRequiredService<DatabaseMigrator>().MigrateAsync(CancellationToken.None);
+        return new EngineHost(provider, connectionString);
+    }
+
+    /// <summary>Stores a test operation due at <paramref name="now"/>.</summary>
+    public Task<OperationRow> SubmitAsync(TestRequest request, DateTime now, int maxAttempts = 5) =>
+        Store.InsertAsync(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
+            System.Text.Json.JsonSerializer.Serialize(request, OperationJson.Options), maxAttempts, null), now, CancellationToken.None);
+
+    public async Task<OperationRow> ReadAsync(Guid id) =>
+        await Store.FindAsync(id, "default", CancellationToken.None) ?? throw new InvalidOperationException($"No row {id}.");
+
+    public async Task<T> ScalarAsync<T>(string sql, object? parameters = null)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        return await connection.ExecuteScalarAsync<T>(sql, parameters) ?? throw new InvalidOperationException("No value.");
+    }
+
+    public async ValueTask DisposeAsync() => await _services.DisposeAsync();
+}
+
+public sealed record TestRequest(int FailTimes = 0, bool FailPermanently = false, bool Block = false);
+
+public sealed record TestResult(Guid OperationId, int Attempt, string Node);
+
+/// <summary>Every handler execution, by operation, across all the nodes of a test.</summary>
+public sealed class ExecutionLog
+{
+    private readonly ConcurrentDictionary<Guid, int> _counts = new();
+
+    /// <summary>Completed by a test to let blocking handlers finish.</summary>
+    public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ConcurrentBag<Guid> Started { get; } = [];
+
+    public IReadOnlyDictionary<Guid, int> Counts => _counts;
+
+    public int Record(Guid id) => _counts.AddOrUpdate(id, 1, (_, n) => n + 1);
+}
+
+public sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
+{
+    public const string Kind = "test.run";
+
+    public async Task<TestResult> HandleAsync(TestRequest request, OperationContext context, CancellationToken cancellationToken)
+    {
+        log.Started.Add(context.OperationId);
+        if (request.Block)
+        {
+            await log.Gate.Task.WaitAsync(cancellationToken);
+        }
+
+        log.Record(context.OperationId);
+        if (request.FailPermanently)
+        {
+            throw new PermanentOperationFailureException("urn:test:permanent", "Told to fail.", "The test asked for it.");
+        }
+
+        if (context.Attempt <= request.FailTimes)
+        {
+            throw new InvalidOperationException("Transient test failure with internal details that must not leak.");
+        }
+
+        return new TestResult(context.OperationId, context.Attempt, node.Id);
+    }
+}
+
+/// <summary>A <see cref="Random"/> that always draws the same fraction, so backoff is predictable.</summary>
+public sealed class FixedRandom(double value) : Random
+{
+    protected override double Sample() => value;
+
+    public override double NextDouble() => value;
+}
+
+public static class Eventually
+{
+    /// <summary>Polls <paramref name="condition"/> until it holds or the deadline passes.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan deadline, string what)
+    {
+        using var timeout = new CancellationTokenSource(deadline);
+        while (!await condition())
+        {
+            if (timeout.IsCancellationRequested)
+            {
+                throw new TimeoutException($"Timed out after {deadline} waiting until {what}.");
+            }
+
+            await Task.Delay(20, CancellationToken.None);
+        }
+    }
+}
+
+public static class FakeTime
+{
+    public static FakeTimeProvider Create() => new(new DateTimeOffset(2026, 11, 27, 10, 0, 0, TimeSpan.Zero)) { AutoAdvanceAmount = TimeSpan.Zero };
+}

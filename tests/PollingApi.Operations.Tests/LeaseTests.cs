@@ -1,0 +1,116 @@
+using System.Text.Json;
+using PollingApi.Operations.Tests.Infrastructure;
+
+namespace PollingApi.Operations.Tests;
+
+public sealed class LeaseTests
+{
+    [Fact]
+    public async Task AnExpiredLeaseReturnsTheRunningOperationToPending()
+    {
+        var time = FakeTime.Create();
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
+        var now = time.GetUtcNow().UtcDateTime;
+        var submitted = await host.SubmitAsync(new TestRequest(), now);
+        await host.Store.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
+
+        time.Advance(TimeSpan.FromSeconds(29));
+        Assert.Equal(0, await host.LeaseRescue.RescueAsync(CancellationToken.None));
+        Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
+
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(1, await host.LeaseRescue.RescueAsync(CancellationToken.None));
+
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(OperationStatus.Pending, row.Status);
+        Assert.Null(row.LockedBy);
+        Assert.Null(row.LockedUntil);
+        Assert.Equal(1, row.Attempts);
+        Assert.Equal(time.GetUtcNow().UtcDateTime, row.NextAttemptAt);
+        Assert.Null(row.Error);
+    }
+
+    [Fact]
+    public async Task AnExpiredLeaseOnTheLastAttemptFailsTheOperationWithLeaseExpired()
+    {
+        var time = FakeTime.Create();
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
+        var now = time.GetUtcNow().UtcDateTime;
+        var submitted = await host.SubmitAsync(new TestRequest(), now, maxAttempts: 1);
+        await host.Store.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
+
+        time.Advance(TimeSpan.FromMinutes(1));
+        await host.LeaseRescue.RescueAsync(CancellationToken.None);
+
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(OperationStatus.Failed, row.Status);
+        Assert.Equal(time.GetUtcNow().UtcDateTime, row.CompletedAt);
+        using var error = JsonDocument.Parse(row.Error!);
+        Assert.Equal(ProblemTypes.LeaseExpired, error.RootElement.GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public async Task AStaleOwnersOutcomeIsRejectedAndTheNewOwnersOutcomeStands()
+    {
+        var time = FakeTime.Create();
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
+        var now = time.GetUtcNow().UtcDateTime;
+        var submitted = await host.SubmitAsync(new TestRequest(), now);
+        var first = Assert.Single(await host.Store.ClaimAsync("worker-a", 1, now, now.AddSeconds(30), CancellationToken.None));
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        now = time.GetUtcNow().UtcDateTime;
+        await host.LeaseRescue.RescueAsync(CancellationToken.None);
+        var second = Assert.Single(await host.Store.ClaimAsync("worker-b", 1, now, now.AddSeconds(30), CancellationToken.None));
+        Assert.Equal(2, second.Attempts);
+
+        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now, CancellationToken.None));
+        Assert.False(await host.Store.FailAsync(submitted.Id, "worker-a", first.Attempts, """{"type":"x","title":"a"}""", now, CancellationToken.None));
+        Assert.False(await host.Store.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, CancellationToken.None));
+        // The same node with a stale attempt number is fenced out too.
+        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now, CancellationToken.None));
+        Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
+
+        Assert.True(await host.Store.CompleteAsync(submitted.Id, "worker-b", second.Attempts, """{"by":"b"}""", now, CancellationToken.None));
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(OperationStatus.Succeeded, row.Status);
+        Assert.Equal("""{"by": "b"}""", row.Result);
+        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-b", second.Attempts, """{"by":"again"}""", now, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ALongHandlerKeepsItsLeaseByRenewingIt()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Operations:LeaseDuration"] = "00:00:02",
+            ["Operations:LeaseRenewInterval"] = "00:00:00.400",
+        };
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "renewer", settings);
+        var submitted = await host.SubmitAsync(new TestRequest(Block: true), DateTime.SpecifyKind(DateTime.UnixEpoch, DateTimeKind.Utc));
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Pump.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)),
+            TimeSpan.FromSeconds(10), "the handler started");
+
+        // Run lease rescue for three lease durations while the handler is still working.
+        var until = TimeProvider.System.GetUtcNow().AddSeconds(6);
+        while (TimeProvider.System.GetUtcNow() < until)
+        {
+            await host.LeaseRescue.RescueAsync(CancellationToken.None);
+            Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
+            await Task.Delay(200);
+        }
+
+        host.Executions.Gate.SetResult();
+        await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded,
+            TimeSpan.FromSeconds(10), "the operation succeeded");
+        await stop.CancelAsync();
+        await pump;
+
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(1, row.Attempts);
+        Assert.Equal(1, host.Executions.Counts[submitted.Id]);
+    }
+}
