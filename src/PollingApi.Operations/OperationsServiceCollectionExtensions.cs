@@ -72,7 +72,7 @@ public static class OperationsServiceCollectionExtensions
     public static OpenApiOptions AddOperationsTransformers(this OpenApiOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.AddOperationTransformer<ResponseHeadersTransformer>();
+        options.AddOperationTransformer<ResponseDocumentationTransformer>();
         return options;
     }
 

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using FluentValidation;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using PollingApi;
@@ -11,6 +12,8 @@ var (connectionString, localCluster) = await LocalDatabase.ResolveAsync(builder.
 await using var disposeLocalCluster = localCluster;
 
 builder.Services.AddProblemDetails(ProblemDetailsConventions.Configure);
+// Numbers are numbers: "5" is not accepted for an integer, and the OpenAPI schemas say "integer", not "integer or string".
+builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = JsonNumberHandling.Strict);
 builder.Services.AddOpenApi(options => options.AddOperationsTransformers().AddPollingApiDocumentInfo());
 builder.Services.AddValidatorsFromAssemblyContaining<Program>();
 

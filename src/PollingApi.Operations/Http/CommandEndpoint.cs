@@ -43,9 +43,15 @@ internal static class CommandEndpoint
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .WithMetadata(new ResponseHeadersMetadata(StatusCodes.Status202Accepted,
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
+                "The command is stored (committed) as a pending operation: poll its Location.",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter))
-            .WithMetadata(new ResponseHeadersMetadata(StatusCodes.Status503ServiceUnavailable, ResponseHeaders.RetryAfter));
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest,
+                "The body is not valid JSON (malformed-json) or breaks a rule (validation-failed, with errors per field)."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large)."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
+                "The database cannot be reached and nothing was stored: retry after Retry-After seconds.", ResponseHeaders.RetryAfter));
     }
 
     private static async Task<Results<Accepted<OperationResource>, ValidationProblem, ProblemHttpResult>> SubmitAsync<TRequest>(

@@ -28,8 +28,14 @@ public static class OperationsApi
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .WithMetadata(new ResponseHeadersMetadata(StatusCodes.Status202Accepted, ResponseHeaders.RetryAfter))
-            .WithMetadata(new ResponseHeadersMetadata(StatusCodes.Status503ServiceUnavailable, ResponseHeaders.RetryAfter));
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
+                "The operation is done (succeeded, failed or cancelled); see result or error."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
+                "The operation is pending or running: poll again after Retry-After seconds.", ResponseHeaders.RetryAfter))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest, "The id is not a UUID (invalid-operation-id)."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status404NotFound, "No operation has this id (operation-not-found)."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
+                "The database cannot be reached: retry after Retry-After seconds.", ResponseHeaders.RetryAfter));
 
         var commands = endpoints.ServiceProvider.GetRequiredService<CommandRegistry>();
         foreach (var command in commands.All)

@@ -1,7 +1,7 @@
 namespace PollingApi.Operations.Http;
 
-/// <summary>Endpoint metadata naming the headers a response carries, for the OpenAPI document.</summary>
-public sealed record ResponseHeadersMetadata(int StatusCode, params ResponseHeader[] Headers);
+/// <summary>Endpoint metadata describing one response (and the headers it carries) in the OpenAPI document.</summary>
+public sealed record ResponseDocumentation(int StatusCode, string Description, params ResponseHeader[] Headers);
 
 /// <summary>A response header as the OpenAPI document describes it.</summary>
 public sealed record ResponseHeader(string Name, string Description, string Type, string? Format = null);

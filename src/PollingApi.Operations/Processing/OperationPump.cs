@@ -403,7 +403,14 @@ public sealed partial class OperationPump(
 public sealed record NodeIdentity(string Id);
 
 /// <summary>Progress as pollers see it.</summary>
-public sealed record OperationProgress(int Percent, string? Message);
+[System.ComponentModel.Description("Progress a running handler reported.")]
+public sealed record OperationProgress(
+    [property: System.ComponentModel.Description("0 to 100.")] int Percent,
+    [property: System.ComponentModel.Description("A short note for humans; null if none.")] string? Message);
 
 /// <summary>An operation's error: an RFC 9457 problem object with a stable <c>type</c>.</summary>
-public sealed record OperationError(string Type, string Title, string? Detail);
+[System.ComponentModel.Description("Why the operation failed: an RFC 9457 problem object.")]
+public sealed record OperationError(
+    [property: System.ComponentModel.Description("A stable URI naming the kind of failure, e.g. urn:pollingapi:problem:attempts-exhausted.")] string Type,
+    [property: System.ComponentModel.Description("A short summary of the kind of failure.")] string Title,
+    [property: System.ComponentModel.Description("What went wrong with this operation; null if nothing more is known.")] string? Detail);
