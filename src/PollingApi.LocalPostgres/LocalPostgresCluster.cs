@@ -13,6 +13,7 @@ namespace PollingApi.LocalPostgres;
 /// </summary>
 public sealed class LocalPostgresCluster : IAsyncDisposable
 {
+    private const string FolderPrefix = "pollingapi-pg-";
     private static readonly string[] BinaryFolders = FindBinaryFolders();
 
     private readonly string _dataDirectory;
@@ -49,7 +50,8 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
         string pgCtl = Locate("pg_ctl") ?? throw new InvalidOperationException("pg_ctl was not found.");
 
         bool asPostgres = Environment.UserName == "root";
-        string root = Directory.CreateTempSubdirectory("pollingapi-pg-").FullName;
+        DeleteStoppedClusters();
+        string root = Directory.CreateTempSubdirectory(FolderPrefix).FullName;
         int port = FreeLoopbackPort();
         var cluster = new LocalPostgresCluster(root, port, asPostgres);
         try
@@ -131,6 +133,37 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
                 $"{fileName} {string.Join(' ', arguments)} exited with {process.ExitCode}: {await error.ConfigureAwait(false)}{await output.ConfigureAwait(false)}");
         }
     }
+
+    /// <summary>
+    /// Deletes the folders of earlier throwaway clusters whose server is no longer running (their process was
+    /// killed before it could clean up). A folder whose server still runs has a postmaster.pid and is kept.
+    /// </summary>
+    private static void DeleteStoppedClusters()
+    {
+        foreach (string folder in Directory.EnumerateDirectories(Path.GetTempPath(), FolderPrefix + "*"))
+        {
+            if (File.Exists(Path.Combine(folder, "data", "postmaster.pid")) || Directory.GetLastWriteTimeUtc(folder) > LastMinute())
+            {
+                continue;
+            }
+
+            try
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Another process is cleaning it up, or starting in it: leave it.
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // Not ours to delete.
+            }
+        }
+    }
+
+    // A folder younger than a minute may belong to a cluster that is still being created.
+    private static DateTime LastMinute() => TimeProvider.System.GetUtcNow().UtcDateTime.AddMinutes(-1);
 
     private static int FreeLoopbackPort()
     {
