@@ -26,7 +26,7 @@ internal static class LocalDatabase
                 "(initdb, pg_ctl) were found to start a throwaway local cluster.");
         }
 
-        var cluster = await LocalPostgresCluster.StartAsync(cancellationToken).ConfigureAwait(false);
+        var cluster = await LocalPostgresCluster.StartAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
         Console.WriteLine($"Started a throwaway PostgreSQL cluster on 127.0.0.1:{cluster.Port}; it is deleted when the API stops.");
         return (cluster.ConnectionString, cluster);
     }

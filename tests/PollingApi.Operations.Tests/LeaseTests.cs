@@ -92,7 +92,7 @@ public sealed class LeaseTests
         using var stop = new CancellationTokenSource();
         var pump = host.Pump.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)),
-            TimeSpan.FromSeconds(10), "the handler started");
+            TimeSpan.FromSeconds(10));
 
         // Run lease rescue for three lease durations while the handler is still working.
         var until = TimeProvider.System.GetUtcNow().AddSeconds(6);
@@ -105,7 +105,7 @@ public sealed class LeaseTests
 
         host.Executions.Gate.SetResult();
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded,
-            TimeSpan.FromSeconds(10), "the operation succeeded");
+            TimeSpan.FromSeconds(10));
         await stop.CancelAsync();
         await pump;
 

@@ -140,5 +140,5 @@ public sealed class RetryTests
     }
 
     private static Task WaitForAsync(EngineHost host, Guid id, Func<Storage.OperationRow, bool> condition) =>
-        Eventually.WaitUntilAsync(async () => condition(await host.ReadAsync(id)), TimeSpan.FromSeconds(20), $"operation {id} reached the expected state");
+        Eventually.WaitUntilAsync(async () => condition(await host.ReadAsync(id)), TimeSpan.FromSeconds(20));
 }

@@ -14,7 +14,7 @@ public sealed class ShutdownTests
         using var stop = new CancellationTokenSource();
         var pump = host.Pump.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)),
-            TimeSpan.FromSeconds(10), "the handler started");
+            TimeSpan.FromSeconds(10));
 
         await stop.CancelAsync();
         var later = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
@@ -42,7 +42,7 @@ public sealed class ShutdownTests
         using var stop = new CancellationTokenSource();
         var pump = host.Pump.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Count == 2),
-            TimeSpan.FromSeconds(10), "both handlers started");
+            TimeSpan.FromSeconds(10));
 
         await stop.CancelAsync();
         await pump.WaitAsync(TimeSpan.FromSeconds(10));

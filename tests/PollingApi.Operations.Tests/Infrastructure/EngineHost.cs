@@ -146,24 +146,6 @@ public sealed class FixedRandom(double value) : Random
     public override double NextDouble() => value;
 }
 
-public static class Eventually
-{
-    /// <summary>Polls <paramref name="condition"/> until it holds or the deadline passes.</summary>
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan deadline, string what)
-    {
-        using var timeout = new CancellationTokenSource(deadline);
-        while (!await condition())
-        {
-            if (timeout.IsCancellationRequested)
-            {
-                throw new TimeoutException($"Timed out after {deadline} waiting until {what}.");
-            }
-
-            await Task.Delay(20, CancellationToken.None);
-        }
-    }
-}
-
 public static class FakeTime
 {
     public static FakeTimeProvider Create() => new(new DateTimeOffset(2026, 11, 27, 10, 0, 0, TimeSpan.Zero)) { AutoAdvanceAmount = TimeSpan.Zero };
