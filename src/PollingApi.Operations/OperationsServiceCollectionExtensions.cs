@@ -7,6 +7,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Http;
+using PollingApi.Operations.Http.OpenApi;
 using PollingApi.Operations.Processing;
 using PollingApi.Operations.Storage;
 using Quartz;
@@ -73,6 +74,7 @@ public static class OperationsServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(options);
         options.AddOperationTransformer<ResponseDocumentationTransformer>();
+        options.AddDocumentTransformer<OperationKindSchemaTransformer>();
         return options;
     }
 

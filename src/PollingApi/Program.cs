@@ -14,7 +14,12 @@ await using var disposeLocalCluster = localCluster;
 builder.Services.AddProblemDetails(ProblemDetailsConventions.Configure);
 // Numbers are numbers: "5" is not accepted for an integer, and the OpenAPI schemas say "integer", not "integer or string".
 builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.NumberHandling = JsonNumberHandling.Strict);
-builder.Services.AddOpenApi(options => options.AddOperationsTransformers().AddPollingApiDocumentInfo());
+builder.Services.AddOpenApi(options =>
+{
+    // OpenAPI 3.0: what every client generator reads without surprises.
+    options.OpenApiVersion = Microsoft.OpenApi.OpenApiSpecVersion.OpenApi3_0;
+    options.AddOperationsTransformers().AddPollingApiDocumentInfo();
+});
 builder.Services.AddValidatorsFromAssemblyContaining<Program>();
 
 var operations = builder.Services.AddOperations(builder.Configuration, connectionString);

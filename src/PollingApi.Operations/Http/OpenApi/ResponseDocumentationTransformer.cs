@@ -1,8 +1,9 @@
 using System.Globalization;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
+using PollingApi.Operations.Http;
 
-namespace PollingApi.Operations.Http;
+namespace PollingApi.Operations.Http.OpenApi;
 
 /// <summary>
 /// Completes the OpenAPI description of the operations API: each response's description and headers from
