@@ -48,6 +48,18 @@ public sealed class OperationsOptions
 
     /// <summary>The largest request body a command accepts, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
+
+    /// <summary>The longest a request may wait for an operation to finish (<c>Prefer: wait</c>, <c>?wait=</c>).</summary>
+    public TimeSpan MaxWait { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long a finished operation (and its idempotency key) is kept before it is purged.</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often the retention job looks for finished operations to purge.</summary>
+    public TimeSpan PurgeInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Rows the retention job deletes per statement, keeping each transaction short.</summary>
+    public int PurgeBatchSize { get; set; } = 500;
 }
 
 internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOptions>
@@ -86,6 +98,13 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
             $"Operations:RetryAfterMax must be at least RetryAfterMin ({options.RetryAfterMin}), not {options.RetryAfterMax}.");
         Require(options.MaxRequestBodyBytes is >= 1024 and <= 16 * 1024 * 1024,
             $"Operations:MaxRequestBodyBytes must be 1024 to 16777216, not {options.MaxRequestBodyBytes}.");
+
+        Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
+            $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
+        Require(options.Retention >= TimeSpan.FromHours(24),
+            $"Operations:Retention must be at least 1.00:00:00 (24 hours), not {options.Retention}.");
+        Require(options.PurgeInterval >= TimeSpan.FromSeconds(1), $"Operations:PurgeInterval must be at least 00:00:01, not {options.PurgeInterval}.");
+        Require(options.PurgeBatchSize is >= 1 and <= 10_000, $"Operations:PurgeBatchSize must be 1 to 10000, not {options.PurgeBatchSize}.");
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

@@ -56,6 +56,8 @@ public static class OperationsServiceCollectionExtensions
 
         services.AddSingleton<CommandRegistry>();
         services.AddSingleton<OperationWakeSignal>();
+        services.AddSingleton<OperationWaiters>();
+        services.AddSingleton<OperationStatistics>();
         services.AddSingleton<RetryBackoff>();
         services.AddSingleton<RetryAfterPolicy>();
         services.AddSingleton<OperationPump>();
@@ -63,6 +65,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
         services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 
+        services.AddSingleton<OperationNotificationListener>();
+        services.AddHostedService(sp => sp.GetRequiredService<OperationNotificationListener>());
         services.AddQuartz(quartz => ConfigureJobs(quartz, settings));
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
 
@@ -85,6 +89,16 @@ public static class OperationsServiceCollectionExtensions
         quartz.AddTrigger(trigger => trigger.ForJob(LeaseRescueJob.Key)
             .StartNow()
             .WithSimpleSchedule(s => s.WithInterval(options.LeaseRescueInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+
+        quartz.AddJob<RetentionPurgeJob>(job => job.WithIdentity(RetentionPurgeJob.Key));
+        quartz.AddTrigger(trigger => trigger.ForJob(RetentionPurgeJob.Key)
+            .StartNow()
+            .WithSimpleSchedule(s => s.WithInterval(options.PurgeInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+
+        quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));
+        quartz.AddTrigger(trigger => trigger.ForJob(StatisticsRefreshJob.Key)
+            .StartNow()
+            .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
 
         if (options.Role is OperationsRole.All or OperationsRole.Worker)
         {

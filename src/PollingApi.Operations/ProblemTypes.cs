@@ -15,6 +15,11 @@ public static class ProblemTypes
     public const string MethodNotAllowed = Prefix + "method-not-allowed";
     public const string BadRequest = Prefix + "bad-request";
     public const string DatabaseUnavailable = Prefix + "database-unavailable";
+    public const string IdempotencyKeyReused = Prefix + "idempotency-key-reused";
+    public const string InvalidIdempotencyKey = Prefix + "invalid-idempotency-key";
+    public const string InvalidPreference = Prefix + "invalid-preference";
+    public const string OperationExpired = Prefix + "operation-expired";
+    public const string OperationStateConflict = Prefix + "operation-state-conflict";
     public const string InternalError = Prefix + "internal-error";
 
     /// <summary>A handler threw a permanent failure without naming its own type.</summary>
@@ -25,6 +30,9 @@ public static class ProblemTypes
 
     /// <summary>The last attempt's worker stopped renewing its lease (it crashed or lost the database).</summary>
     public const string LeaseExpired = Prefix + "lease-expired";
+
+    /// <summary>The operation was cancelled through the API.</summary>
+    public const string OperationCancelled = Prefix + "operation-cancelled";
 
     /// <summary>The operation's kind is not registered on the node that claimed it.</summary>
     public const string UnknownKind = Prefix + "unknown-kind";

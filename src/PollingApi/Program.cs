@@ -22,6 +22,10 @@ builder.Services.AddOpenApi(options =>
 });
 builder.Services.AddValidatorsFromAssemblyContaining<Program>();
 
+var forwardedHeaders = builder.Configuration.GetSection(ForwardedHeadersSettings.SectionName).Get<ForwardedHeadersSettings>()
+                       ?? new ForwardedHeadersSettings();
+builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders.Apply);
+
 var operations = builder.Services.AddOperations(builder.Configuration, connectionString);
 if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<DiagnosticsOptions>()?.Enabled ?? true)
 {
@@ -29,6 +33,11 @@ if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<Diagnos
 }
 
 var app = builder.Build();
+
+if (forwardedHeaders.Enabled)
+{
+    app.UseForwardedHeaders();
+}
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();

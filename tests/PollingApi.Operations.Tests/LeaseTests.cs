@@ -66,7 +66,7 @@ public sealed class LeaseTests
 
         Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now, CancellationToken.None));
         Assert.False(await host.Store.FailAsync(submitted.Id, "worker-a", first.Attempts, """{"type":"x","title":"a"}""", now, CancellationToken.None));
-        Assert.False(await host.Store.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, CancellationToken.None));
+        Assert.False(await host.Store.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", CancellationToken.None));
         // The same node with a stale attempt number is fenced out too.
         Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now, CancellationToken.None));
         Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
@@ -83,8 +83,8 @@ public sealed class LeaseTests
     {
         var settings = new Dictionary<string, string?>
         {
-            ["Operations:LeaseDuration"] = "00:00:02",
-            ["Operations:LeaseRenewInterval"] = "00:00:00.400",
+            ["Operations:LeaseDuration"] = "00:00:04",
+            ["Operations:LeaseRenewInterval"] = "00:00:00.500",
         };
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "renewer", settings);
         var submitted = await host.SubmitAsync(new TestRequest(Block: true), DateTime.SpecifyKind(DateTime.UnixEpoch, DateTimeKind.Utc));
@@ -95,7 +95,7 @@ public sealed class LeaseTests
             TimeSpan.FromSeconds(10));
 
         // Run lease rescue for three lease durations while the handler is still working.
-        var until = TimeProvider.System.GetUtcNow().AddSeconds(6);
+        var until = TimeProvider.System.GetUtcNow().AddSeconds(10);
         while (TimeProvider.System.GetUtcNow() < until)
         {
             await host.LeaseRescue.RescueAsync(CancellationToken.None);

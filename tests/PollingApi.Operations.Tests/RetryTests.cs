@@ -126,8 +126,8 @@ public sealed class RetryTests
     public async Task AnOperationOfAnUnregisteredKindFailsWithUnknownKind()
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "unknown");
-        var row = await host.Store.InsertAsync(new Storage.NewOperation(Guid.CreateVersion7(), "default", "no.such.kind", "{}", 5, null),
-            TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None);
+        var row = (await host.Store.InsertAsync(new Storage.NewOperation(Guid.CreateVersion7(), "default", "no.such.kind", "{}", 5, null),
+            TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None))!;
 
         using var stop = new CancellationTokenSource();
         var pump = host.Pump.RunAsync(stop.Token);

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using FluentValidation;
 using Microsoft.AspNetCore.Builder;
@@ -21,6 +23,8 @@ namespace PollingApi.Operations.Http;
 /// </summary>
 internal static class CommandEndpoint
 {
+    public const string IdempotencyKeyHeader = "Idempotency-Key";
+
     public static void Map<TRequest>(IEndpointRouteBuilder endpoints, CommandDescriptor command)
         where TRequest : notnull
     {
@@ -35,31 +39,52 @@ internal static class CommandEndpoint
             .WithDescription($"""
                 Validates and stores a `{command.Kind}` command and answers `202 Accepted` at once with its
                 operation. Poll the `Location` (or `Operation-Location`) URL until `done` is true; the result
-                then has the `{command.ResultType.Name}` shape.
+                then has the `{command.ResultType.Name}` shape. Send `Prefer: wait=N` to be answered `200` with the
+                finished operation if it is done within N seconds, and an `Idempotency-Key` to make retries of this
+                request safe.
                 """)
             .Accepts<TRequest>("application/json")
+            .Produces<OperationResource>(StatusCodes.Status200OK)
             .Produces<OperationResource>(StatusCodes.Status202Accepted)
             .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
+                "The operation finished within the time asked for with Prefer: wait (or, with an Idempotency-Key, an earlier request's operation is done).",
+                ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,
+                ResponseHeaders.IdempotentReplayed))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
                 "The command is stored (committed) as a pending operation: poll its Location.",
-                ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter))
+                ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag,
+                ResponseHeaders.IdempotentReplayed))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status422UnprocessableEntity,
+                "The Idempotency-Key was already used for a different request (idempotency-key-reused)."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest,
-                "The body is not valid JSON (malformed-json) or breaks a rule (validation-failed, with errors per field)."))
+                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), or the Idempotency-Key is invalid (invalid-idempotency-key)."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large)."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
                 "The database cannot be reached and nothing was stored: retry after Retry-After seconds.", ResponseHeaders.RetryAfter));
     }
 
-    private static async Task<Results<Accepted<OperationResource>, ValidationProblem, ProblemHttpResult>> SubmitAsync<TRequest>(
-        HttpContext http, CommandDescriptor command, CancellationToken cancellationToken)
+    private static async Task<IResult> SubmitAsync<TRequest>(HttpContext http, CommandDescriptor command, CancellationToken cancellationToken)
         where TRequest : notnull
     {
         var services = http.RequestServices;
         var options = services.GetRequiredService<IOptions<OperationsOptions>>().Value;
+
+        string? idempotencyKey = null;
+        if (http.Request.Headers.TryGetValue(IdempotencyKeyHeader, out var keyValues))
+        {
+            if (keyValues.Count != 1 || !IsValidIdempotencyKey(keyValues[0]))
+            {
+                return Problems.InvalidIdempotencyKey();
+            }
+
+            idempotencyKey = keyValues[0];
+        }
 
         var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken).ConfigureAwait(false);
         if (body.Problem is not null)
@@ -98,25 +123,83 @@ internal static class CommandEndpoint
         }
 
         var timeProvider = services.GetRequiredService<TimeProvider>();
+        var store = services.GetRequiredService<OperationStore>();
+        var waiters = services.GetRequiredService<OperationWaiters>();
+        var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
+        string payload = JsonSerializer.Serialize(request, OperationJson.Options);
+        byte[]? requestHash = idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload);
+
         var now = timeProvider.GetUtcNow();
-        var operation = new NewOperation(
-            Guid.CreateVersion7(now),
-            OperationOwner.Default,
-            command.Kind,
-            JsonSerializer.Serialize(request, OperationJson.Options),
-            command.MaxAttempts ?? options.DefaultMaxAttempts,
-            Activity.Current?.Id);
+        var operation = new NewOperation(Guid.CreateVersion7(now), OperationOwner.Default, command.Kind, payload,
+            command.MaxAttempts ?? options.DefaultMaxAttempts, Activity.Current?.Id, idempotencyKey, requestHash);
 
-        var row = await services.GetRequiredService<OperationStore>().InsertAsync(operation, now.UtcDateTime, cancellationToken)
-            .ConfigureAwait(false);
-        services.GetRequiredService<OperationWakeSignal>().Wake();
+        // Registered before the insert, so a completion that races the answer is not missed.
+        var waiter = wait > TimeSpan.Zero ? waiters.Register(operation.Id) : null;
+        try
+        {
+            var row = await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
+            bool replayed = false;
+            if (row is null)
+            {
+                // The key is taken: the unique index let exactly one insert through. Answer with that operation.
+                var existing = await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, cancellationToken).ConfigureAwait(false);
+                if (existing is null)
+                {
+                    // Deleted or purged between the two statements: the key is free again.
+                    row = await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
+                    existing = row ?? await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, cancellationToken).ConfigureAwait(false);
+                }
 
-        string self = OperationLinkBuilder.Self(http.Request, row.Id);
-        http.Response.Headers["Operation-Location"] = self;
-        http.Response.Headers.RetryAfter = services.GetRequiredService<RetryAfterPolicy>().SecondsFor(row)
-            .ToString(CultureInfo.InvariantCulture);
-        return TypedResults.Accepted(self, OperationResource.From(row, self));
+                if (row is null)
+                {
+                    if (existing is null || existing.RequestHash is null || !existing.RequestHash.AsSpan().SequenceEqual(requestHash))
+                    {
+                        return Problems.IdempotencyKeyReused(existing?.Id ?? Guid.Empty);
+                    }
+
+                    row = existing;
+                    replayed = true;
+                    http.Response.Headers[OperationResponses.IdempotentReplayedHeader] = "true";
+                    if (waiter is not null)
+                    {
+                        waiter.Dispose();
+                        waiter = waiters.Register(row.Id);
+                    }
+                }
+            }
+
+            if (!replayed)
+            {
+                services.GetRequiredService<OperationWakeSignal>().Wake();
+            }
+
+            if (waiter is not null && !OperationStatus.IsTerminal(row.Status)
+                && await waiter.WaitAsync(wait, timeProvider, cancellationToken).ConfigureAwait(false))
+            {
+                row = await store.FindAsync(row.Id, OperationOwner.Default, cancellationToken).ConfigureAwait(false) ?? row;
+            }
+
+            if (waiter is not null && OperationStatus.IsTerminal(row.Status))
+            {
+                http.Response.Headers[OperationResponses.PreferenceAppliedHeader] =
+                    $"wait={((int)wait.TotalSeconds).ToString(CultureInfo.InvariantCulture)}";
+            }
+
+            return OperationResponses.Respond(http, row, services.GetRequiredService<RetryAfterPolicy>(), withLocation: true);
+        }
+        finally
+        {
+            waiter?.Dispose();
+        }
     }
+
+    /// <summary>1 to 255 printable ASCII characters.</summary>
+    internal static bool IsValidIdempotencyKey(string? key) =>
+        key is { Length: >= 1 and <= 255 } && key.All(c => c is >= ' ' and <= '~');
+
+    /// <summary>What makes two submits "the same request": method, route and the canonical (re-serialised) body.</summary>
+    private static byte[] RequestHash(string method, string route, string canonicalPayload) =>
+        SHA256.HashData(Encoding.UTF8.GetBytes($"{method}\n{route}\n{canonicalPayload}"));
 
     private readonly record struct Body(ReadOnlyMemory<byte> Bytes, ProblemHttpResult? Problem);
 

@@ -18,13 +18,14 @@ public sealed record OperationResource(
     [property: Description("When the operation reached its terminal status; null before.")] DateTime? CompletedAt,
     [property: Description("Attempts started so far.")] int Attempts,
     [property: Description("Attempts the operation gets in all.")] int MaxAttempts,
+    [property: Description("True once cancellation was requested; a running operation then ends cancelled when its handler stops.")] bool CancelRequested,
     [property: Description("When a waiting retry falls due; null unless a retry is waiting for its backoff.")] DateTime? NextAttemptAt,
     [property: Description("What the handler last reported; null if nothing.")] OperationProgress? Progress,
     [property: Description("The command's result when succeeded; null otherwise. Its shape depends on kind.")] JsonElement? Result,
     [property: Description("A problem object when failed; null otherwise.")] OperationError? Error,
     [property: Description("Where to find this operation.")] OperationLinks Links)
 {
-    internal static OperationResource From(OperationRow row, string selfUrl) => new(
+    internal static OperationResource From(OperationRow row, Microsoft.AspNetCore.Http.HttpRequest request) => new(
         row.Id,
         row.Kind,
         OperationStates.Parse(row.Status),
@@ -34,17 +35,31 @@ public sealed record OperationResource(
         row.CompletedAt,
         row.Attempts,
         row.MaxAttempts,
+        row.CancelRequested,
         row.Status == OperationStatus.Pending && row.Attempts > 0 ? row.NextAttemptAt : null,
         row.Progress is null ? null : JsonSerializer.Deserialize<OperationProgress>(row.Progress, OperationJson.Options),
         row.Result is null ? null : JsonSerializer.Deserialize<JsonElement>(row.Result),
         row.Error is null ? null : JsonSerializer.Deserialize<OperationError>(row.Error, OperationJson.Options),
-        new OperationLinks(selfUrl));
+        OperationLinks.For(request, row));
 }
 
 /// <summary>Links of an operation.</summary>
-[Description("Links of an operation.")]
+[Description("Links of an operation: where to poll it and what can be done with it now.")]
 public sealed record OperationLinks(
-    [property: Description("The absolute URL of the operation's status monitor.")] string Self);
+    [property: Description("The absolute URL of the operation's status monitor.")] string Self,
+    [property: Description("POST here to cancel; null once the operation is done.")] string? Cancel,
+    [property: Description("POST here to run a failed or cancelled operation again; null otherwise.")] string? Retry)
+{
+    internal static OperationLinks For(Microsoft.AspNetCore.Http.HttpRequest request, OperationRow row)
+    {
+        string self = OperationLinkBuilder.Self(request, row.Id);
+        bool done = OperationStatus.IsTerminal(row.Status);
+        return new OperationLinks(
+            self,
+            done ? null : self + "/cancel",
+            row.Status is OperationStatus.Failed or OperationStatus.Cancelled ? self + "/retry" : null);
+    }
+}
 
 /// <summary>The status of an operation as the API spells it.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<OperationState>))]

@@ -1,18 +1,35 @@
+using System.Globalization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using PollingApi.Operations.Processing;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
 
-/// <summary>Maps <c>/v1/operations</c> (the status monitors) and the route of every registered command.</summary>
+/// <summary>Maps <c>/v1/operations</c> (the status monitors and their management) and the route of every registered command.</summary>
 public static class OperationsApi
 {
     public static IEndpointRouteBuilder MapOperations(this IEndpointRouteBuilder endpoints)
     {
         var operations = endpoints.MapGroup("/v1/operations").WithTags("Operations");
+
+        operations.MapGet("/", ListOperationsAsync)
+            .WithName("ListOperations")
+            .WithSummary("List operations")
+            .WithDescription("""
+                The caller's operations, newest first, optionally filtered by status, kind and creation time.
+                Pages are keyset-paginated: pass `nextCursor` back as `cursor` for the next page; it is null on the last page.
+                """)
+            .Produces<OperationPage>(StatusCodes.Status200OK)
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK, "A page of operations."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest, "A filter, the limit or the cursor is invalid (validation-failed)."))
+            .WithMetadata(Unavailable);
 
         operations.MapGet("/{id}", GetOperationAsync)
             .WithName("GetOperation")
@@ -21,21 +38,95 @@ public static class OperationsApi
                 Polls the status monitor of a submitted command. While the operation is `pending` or `running`
                 the answer is `202 Accepted` with a `Retry-After` header: wait that many seconds before polling
                 again. Once it is `succeeded`, `failed` or `cancelled` (`done` is true) the answer is `200 OK`
-                with the `result` or the `error`.
+                with the `result` or the `error`. With `wait=N` the request is held up to N seconds (capped by the
+                server) and answers as soon as the operation is done. Send the `ETag` back in `If-None-Match` to
+                get `304 Not Modified` while nothing changed.
+                """)
+            .Produces<OperationResource>(StatusCodes.Status200OK)
+            .Produces<OperationResource>(StatusCodes.Status202Accepted)
+            .Produces(StatusCodes.Status304NotModified)
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status410Gone)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
+                "The operation is done (succeeded, failed or cancelled); see result or error.", ResponseHeaders.ETag))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
+                "The operation is pending or running: poll again after Retry-After seconds.", ResponseHeaders.RetryAfter, ResponseHeaders.ETag))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status304NotModified,
+                "Nothing changed since the ETag given in If-None-Match.", ResponseHeaders.ETag))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest,
+                "The id is not a UUID (invalid-operation-id) or wait is not a whole number of seconds (validation-failed)."))
+            .WithMetadata(NotFound)
+            .WithMetadata(Gone)
+            .WithMetadata(Unavailable);
+
+        operations.MapPost("/{id}/cancel", CancelOperationAsync)
+            .WithName("CancelOperation")
+            .WithSummary("Cancel an operation")
+            .WithDescription("""
+                A pending operation is cancelled at once (`200`). For a running one, cancellation is requested
+                (`202`): its handler's cancellation token fires and the operation ends `cancelled` when the handler
+                stops. Cancelling a cancelled operation is a no-op (`200`); a succeeded or failed one cannot be
+                cancelled (`409`).
                 """)
             .Produces<OperationResource>(StatusCodes.Status200OK)
             .Produces<OperationResource>(StatusCodes.Status202Accepted)
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status410Gone)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
-                "The operation is done (succeeded, failed or cancelled); see result or error."))
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK, "The operation is cancelled.", ResponseHeaders.ETag))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
-                "The operation is pending or running: poll again after Retry-After seconds.", ResponseHeaders.RetryAfter))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest, "The id is not a UUID (invalid-operation-id)."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status404NotFound, "No operation has this id (operation-not-found)."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
-                "The database cannot be reached: retry after Retry-After seconds.", ResponseHeaders.RetryAfter));
+                "Cancellation of the running operation was requested; poll until it is done.", ResponseHeaders.RetryAfter, ResponseHeaders.ETag))
+            .WithMetadata(InvalidId)
+            .WithMetadata(NotFound)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
+                "The operation already succeeded or failed (operation-state-conflict; currentStatus says which)."))
+            .WithMetadata(Gone)
+            .WithMetadata(Unavailable);
+
+        operations.MapPost("/{id}/retry", RetryOperationAsync)
+            .WithName("RetryOperation")
+            .WithSummary("Run a failed or cancelled operation again")
+            .WithDescription("""
+                The replay path for dead operations: a `failed` or `cancelled` operation goes back to `pending`
+                with a fresh set of attempts and is polled like a new submit (`202`). Any other state is a `409`.
+                """)
+            .Produces<OperationResource>(StatusCodes.Status202Accepted)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status410Gone)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
+                "The operation is pending again: poll its Location.",
+                ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag))
+            .WithMetadata(InvalidId)
+            .WithMetadata(NotFound)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
+                "The operation is not failed or cancelled (operation-state-conflict; currentStatus says what it is)."))
+            .WithMetadata(Gone)
+            .WithMetadata(Unavailable);
+
+        operations.MapDelete("/{id}", DeleteOperationAsync)
+            .WithName("DeleteOperation")
+            .WithSummary("Forget a finished operation")
+            .WithDescription("Deletes a succeeded, failed or cancelled operation (`204`). One that is not done is a `409`: cancel it first.")
+            .Produces(StatusCodes.Status204NoContent)
+            .ProducesProblem(StatusCodes.Status400BadRequest)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status410Gone)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status204NoContent, "The operation is forgotten."))
+            .WithMetadata(InvalidId)
+            .WithMetadata(NotFound)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
+                "The operation is pending or running (operation-state-conflict; currentStatus says which)."))
+            .WithMetadata(Gone)
+            .WithMetadata(Unavailable);
 
         var commands = endpoints.ServiceProvider.GetRequiredService<CommandRegistry>();
         foreach (var command in commands.All)
@@ -46,36 +137,183 @@ public static class OperationsApi
         return endpoints;
     }
 
-    internal static async Task<Results<Ok<OperationResource>, Accepted<OperationResource>, ProblemHttpResult>> GetOperationAsync(
-        string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter, CancellationToken cancellationToken)
+    private static readonly ResponseDocumentation InvalidId = new(StatusCodes.Status400BadRequest, "The id is not a UUID (invalid-operation-id).");
+    private static readonly ResponseDocumentation NotFound = new(StatusCodes.Status404NotFound, "No operation has this id (operation-not-found).");
+    private static readonly ResponseDocumentation Gone = new(StatusCodes.Status410Gone,
+        "The operation finished longer ago than the retention period and was purged (operation-expired).");
+    internal static readonly ResponseDocumentation Unavailable = new(StatusCodes.Status503ServiceUnavailable,
+        "The database cannot be reached: retry after Retry-After seconds.", ResponseHeaders.RetryAfter);
+
+    internal static async Task<IResult> ListOperationsAsync(HttpContext http, OperationStore store, CancellationToken cancellationToken,
+        string? status = null, string? kind = null, string? createdAfter = null, string? createdBefore = null, string? limit = null,
+        string? cursor = null)
+    {
+        if (!OperationPageRequest.TryParse(status, kind, createdAfter, createdBefore, limit, cursor, out var query, out var errors))
+        {
+            return Problems.Validation(errors);
+        }
+
+        var rows = await store.ListAsync(OperationOwner.Default, query with { Limit = query.Limit + 1 }, cancellationToken).ConfigureAwait(false);
+        var page = rows.Take(query.Limit).ToList();
+        string? next = rows.Count > query.Limit ? OperationPageRequest.CursorAfter(page[^1].Id) : null;
+        return TypedResults.Ok(new OperationPage([.. page.Select(row => OperationResource.From(row, http.Request))], next));
+    }
+
+    internal static async Task<IResult> GetOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
+        OperationWaiters waiters, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken,
+        string? wait = null)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
             return Problems.InvalidOperationId();
         }
 
+        if (!TryParseWait(wait, options.Value.MaxWait, out var waitFor))
+        {
+            return Problems.Validation(new Dictionary<string, string[]>
+            {
+                ["wait"] = ["'wait' must be a whole number of seconds from 0 up."],
+            });
+        }
+
+        using var waiter = waitFor > TimeSpan.Zero ? waiters.Register(operationId) : null;
         var row = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
         if (row is null)
         {
-            return Problems.OperationNotFound(operationId);
+            return Missing(operationId, options.Value, timeProvider);
         }
 
-        return Respond(http, row, retryAfter);
+        if (waiter is not null && !OperationStatus.IsTerminal(row.Status))
+        {
+            if (await waiter.WaitAsync(waitFor, timeProvider, cancellationToken).ConfigureAwait(false))
+            {
+                row = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+                if (row is null)
+                {
+                    return Missing(operationId, options.Value, timeProvider);
+                }
+            }
+        }
+
+        return OperationResponses.Respond(http, row, retryAfter);
     }
 
-    /// <summary>200 with the operation when it is terminal, otherwise 202 with <c>Retry-After</c>.</summary>
-    internal static Results<Ok<OperationResource>, Accepted<OperationResource>, ProblemHttpResult> Respond(
-        HttpContext http, OperationRow row, RetryAfterPolicy retryAfter)
+    internal static async Task<IResult> CancelOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
+        OperationPump pump, OperationWaiters waiters, IOptions<OperationsOptions> options, TimeProvider timeProvider,
+        CancellationToken cancellationToken)
     {
-        string self = OperationLinkBuilder.Self(http.Request, row.Id);
-        var resource = OperationResource.From(row, self);
-        if (resource.Done)
+        if (!Guid.TryParseExact(id, "D", out var operationId))
         {
-            return TypedResults.Ok(resource);
+            return Problems.InvalidOperationId();
         }
 
-        http.Response.Headers.RetryAfter = retryAfter.SecondsFor(row).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return TypedResults.Accepted((string?)null, resource);
+        var now = timeProvider.GetUtcNow().UtcDateTime;
+        // A pending operation can turn running between two statements, so try each transition in turn.
+        for (int round = 0; round < 3; round++)
+        {
+            var cancelled = await store.CancelPendingAsync(operationId, OperationOwner.Default, OperationPump.CancelledErrorJson, now, cancellationToken)
+                .ConfigureAwait(false);
+            if (cancelled is not null)
+            {
+                waiters.Notify(operationId);
+                return OperationResponses.Respond(http, cancelled, retryAfter);
+            }
+
+            var requested = await store.RequestCancelAsync(operationId, OperationOwner.Default, now, cancellationToken).ConfigureAwait(false);
+            if (requested is not null)
+            {
+                // The database notifies every node; the handler may be running right here.
+                pump.RequestCancel(operationId);
+                return OperationResponses.Respond(http, requested, retryAfter);
+            }
+
+            var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+            switch (current?.Status)
+            {
+                case null:
+                    return Missing(operationId, options.Value, timeProvider);
+                case OperationStatus.Cancelled:
+                case OperationStatus.Running when current.CancelRequested:
+                    return OperationResponses.Respond(http, current, retryAfter);
+                case OperationStatus.Succeeded:
+                case OperationStatus.Failed:
+                    return Problems.StateConflict(current, "only a pending or running operation can be cancelled");
+            }
+        }
+
+        return Problems.Create(StatusCodes.Status409Conflict, ProblemTypes.OperationStateConflict, "The operation is changing state.",
+            "The operation changed state while it was being cancelled; try again.");
+    }
+
+    internal static async Task<IResult> RetryOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
+        OperationWakeSignal wakeSignal, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParseExact(id, "D", out var operationId))
+        {
+            return Problems.InvalidOperationId();
+        }
+
+        var retried = await store.RetryAsync(operationId, OperationOwner.Default, timeProvider.GetUtcNow().UtcDateTime, cancellationToken)
+            .ConfigureAwait(false);
+        if (retried is not null)
+        {
+            wakeSignal.Wake();
+            return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
+        }
+
+        var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        return current is null
+            ? Missing(operationId, options.Value, timeProvider)
+            : Problems.StateConflict(current, "only a failed or cancelled operation can be retried");
+    }
+
+    internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, IOptions<OperationsOptions> options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParseExact(id, "D", out var operationId))
+        {
+            return Problems.InvalidOperationId();
+        }
+
+        if (await store.DeleteTerminalAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false))
+        {
+            return TypedResults.NoContent();
+        }
+
+        var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        return current is null
+            ? Missing(operationId, options.Value, timeProvider)
+            : Problems.StateConflict(current, "only a succeeded, failed or cancelled operation can be deleted; cancel it first");
+    }
+
+    /// <summary>404 for an id that never existed (or was deleted), 410 for one older than the retention period.</summary>
+    private static ProblemHttpResult Missing(Guid id, OperationsOptions options, TimeProvider timeProvider) =>
+        OperationExpiry.IsPastRetention(id, timeProvider.GetUtcNow().UtcDateTime, options.Retention)
+            ? Problems.OperationExpired(id, options.Retention)
+            : Problems.OperationNotFound(id);
+
+    /// <summary>Reads a wait in whole seconds, capped by <paramref name="max"/>. Absent means no wait.</summary>
+    internal static bool TryParseWait(string? value, TimeSpan max, out TimeSpan wait)
+    {
+        wait = TimeSpan.Zero;
+        if (value is null)
+        {
+            return true;
+        }
+
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds))
+        {
+            // Larger than an int but all digits: still a valid (if absurd) wait, capped below.
+            if (value.Length is 0 or > 20 || !value.All(char.IsAsciiDigit))
+            {
+                return false;
+            }
+
+            seconds = int.MaxValue;
+        }
+
+        wait = TimeSpan.FromSeconds(Math.Min(seconds, max.TotalSeconds));
+        return true;
     }
 }
 

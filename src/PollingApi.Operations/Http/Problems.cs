@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
+using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
 
@@ -27,6 +28,26 @@ internal static class Problems
     public static ProblemHttpResult OperationNotFound(Guid id) =>
         Create(StatusCodes.Status404NotFound, ProblemTypes.OperationNotFound, "The operation does not exist.",
             $"There is no operation {id}.");
+
+    public static ProblemHttpResult OperationExpired(Guid id, TimeSpan retention) =>
+        Create(StatusCodes.Status410Gone, ProblemTypes.OperationExpired, "The operation has expired.",
+            $"Operation {id} finished longer ago than the retention period ({retention.TotalDays:0.##} days) and was purged.");
+
+    public static ProblemHttpResult StateConflict(OperationRow current, string rule) =>
+        TypedResults.Problem(
+            detail: $"The operation is {current.Status}: {rule}.",
+            statusCode: StatusCodes.Status409Conflict,
+            title: "The operation is not in a state that allows this.",
+            type: ProblemTypes.OperationStateConflict,
+            extensions: new Dictionary<string, object?> { ["currentStatus"] = current.Status });
+
+    public static ProblemHttpResult InvalidIdempotencyKey() =>
+        Create(StatusCodes.Status400BadRequest, ProblemTypes.InvalidIdempotencyKey, "The Idempotency-Key header is invalid.",
+            "An Idempotency-Key is 1 to 255 printable ASCII characters (no control characters).");
+
+    public static ProblemHttpResult IdempotencyKeyReused(Guid existing) =>
+        Create(StatusCodes.Status422UnprocessableEntity, ProblemTypes.IdempotencyKeyReused, "The Idempotency-Key was used for another request.",
+            $"This key already identifies operation {existing}, submitted with a different method, route or body. Use a new key for a new request.");
 
     public static ValidationProblem Validation(IDictionary<string, string[]> errors) =>
         TypedResults.ValidationProblem(errors, title: "The request is invalid.", type: ProblemTypes.ValidationFailed,

@@ -4,7 +4,7 @@ namespace PollingApi.Operations.Http;
 public sealed record ResponseDocumentation(int StatusCode, string Description, params ResponseHeader[] Headers);
 
 /// <summary>A response header as the OpenAPI document describes it.</summary>
-public sealed record ResponseHeader(string Name, string Description, string Type, string? Format = null);
+public sealed record ResponseHeader(string Name, string Description, string Type, string? Format = null, bool Required = true);
 
 /// <summary>The headers the operations API sends.</summary>
 public static class ResponseHeaders
@@ -14,6 +14,15 @@ public static class ResponseHeaders
 
     public static readonly ResponseHeader Location = new("Location",
         "The absolute URL of the operation's status monitor.", "string", "uri");
+
+    public static readonly ResponseHeader ETag = new("ETag",
+        "A strong validator of the operation's current representation; send it in If-None-Match to get 304 while nothing changed.", "string");
+
+    public static readonly ResponseHeader IdempotentReplayed = new("Idempotent-Replayed",
+        "true when the answer is for an earlier request with the same Idempotency-Key (no new operation was created).", "string", Required: false);
+
+    public static readonly ResponseHeader PreferenceApplied = new("Preference-Applied",
+        "wait=N when the request was held up to N seconds (Prefer: wait) and the operation finished in time.", "string", Required: false);
 
     public static readonly ResponseHeader OperationLocation = new("Operation-Location",
         "The absolute URL of the operation's status monitor (the same as Location, for Azure-style pollers).", "string", "uri");

@@ -1,38 +1,45 @@
 using Microsoft.Extensions.Options;
+using PollingApi.Operations.Processing;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
 
 /// <summary>
-/// How long a poller should wait before asking again, in whole seconds: until a scheduled retry falls due,
-/// otherwise the configured minimum; always within [<see cref="OperationsOptions.RetryAfterMin"/>,
-/// <see cref="OperationsOptions.RetryAfterMax"/>], never 0.
+/// How long a poller should wait before asking again, in whole seconds, from what the server knows: the kind's
+/// mean run time over the last minutes, how many operations of the kind are queued, and when a scheduled retry
+/// falls due. Always within [<see cref="OperationsOptions.RetryAfterMin"/>, <see cref="OperationsOptions.RetryAfterMax"/>],
+/// so never 0 and never absurd.
 /// </summary>
-public sealed class RetryAfterPolicy(IOptions<OperationsOptions> options, TimeProvider timeProvider)
+public sealed class RetryAfterPolicy(IOptions<OperationsOptions> options, OperationStatistics statistics, TimeProvider timeProvider)
 {
     public int SecondsFor(OperationRow row)
     {
         var settings = options.Value;
-        var wait = settings.RetryAfterMin;
-        if (row.Status == OperationStatus.Pending && row.Attempts > 0)
-        {
-            var untilDue = row.NextAttemptAt - timeProvider.GetUtcNow().UtcDateTime;
-            if (untilDue > wait)
-            {
-                wait = untilDue;
-            }
-        }
+        var now = timeProvider.GetUtcNow().UtcDateTime;
+        var kind = statistics.For(row.Kind);
+        double meanRun = kind?.MeanRunSeconds ?? 0;
 
-        return Clamp(wait);
+        double seconds = row.Status switch
+        {
+            // Running: what remains of a typical run.
+            OperationStatus.Running when row.StartedAt is { } started => meanRun - (now - started).TotalSeconds,
+            // Pending: until it is due, plus the queue ahead of it spread over this node's handler slots, plus its own run.
+            OperationStatus.Pending => Math.Max(0, (row.NextAttemptAt - now).TotalSeconds)
+                                       + (kind?.Pending ?? 0) * meanRun / settings.MaxConcurrency
+                                       + meanRun,
+            _ => 0,
+        };
+
+        return Clamp(seconds);
     }
 
     /// <summary>The advice for a caller told that the database is unavailable.</summary>
-    public int SecondsWhenUnavailable() => Clamp(options.Value.RetryAfterMin * 5);
+    public int SecondsWhenUnavailable() => Clamp(options.Value.RetryAfterMin.TotalSeconds * 5);
 
-    private int Clamp(TimeSpan wait)
+    private int Clamp(double seconds)
     {
         var settings = options.Value;
-        double seconds = Math.Ceiling(Math.Clamp(wait.TotalSeconds, settings.RetryAfterMin.TotalSeconds, settings.RetryAfterMax.TotalSeconds));
-        return Math.Max(1, (int)seconds);
+        double clamped = Math.Clamp(double.IsFinite(seconds) ? seconds : 0, settings.RetryAfterMin.TotalSeconds, settings.RetryAfterMax.TotalSeconds);
+        return Math.Max(1, (int)Math.Ceiling(clamped));
     }
 }

@@ -55,7 +55,8 @@ public sealed partial class LeaseRescueJob(
         int rescued;
         do
         {
-            rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, error, cancellationToken)
+            rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, error,
+                    OperationPump.CancelledErrorJson, cancellationToken)
                 .ConfigureAwait(false);
             total += rescued;
         }

@@ -19,6 +19,7 @@ public sealed partial class OperationPump(
     OperationStore store,
     CommandRegistry commands,
     OperationWakeSignal wakeSignal,
+    OperationWaiters waiters,
     RetryBackoff backoff,
     NodeIdentity node,
     IServiceScopeFactory scopeFactory,
@@ -28,7 +29,7 @@ public sealed partial class OperationPump(
 {
     private static readonly TimeSpan MaxDatabaseBackoff = TimeSpan.FromSeconds(5);
 
-    private readonly ConcurrentDictionary<Guid, Task> _running = new();
+    private readonly ConcurrentDictionary<Guid, RunningOperation> _running = new();
     private readonly OperationsOptions _options = options.Value;
 
     /// <summary>How many handlers this pump is running now.</summary>
@@ -109,15 +110,39 @@ public sealed partial class OperationPump(
         }
     }
 
+    /// <summary>
+    /// Fires the cancellation token of the operation's handler if it runs on this node. Returns whether it does.
+    /// </summary>
+    public bool RequestCancel(Guid id)
+    {
+        if (!_running.TryGetValue(id, out var running))
+        {
+            return false;
+        }
+
+        try
+        {
+            running.Cancellation.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // It finished meanwhile.
+        }
+
+        return true;
+    }
+
     private void Start(ClaimedOperation operation, CancellationToken handlerToken)
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var task = RunOneAsync(operation, started.Task, handlerToken);
-        _running[operation.Id] = task;
+        var cancellation = CancellationTokenSource.CreateLinkedTokenSource(handlerToken);
+        var task = RunOneAsync(operation, started.Task, cancellation, handlerToken);
+        _running[operation.Id] = new RunningOperation(task, cancellation);
         started.SetResult();
     }
 
-    private async Task RunOneAsync(ClaimedOperation operation, Task registered, CancellationToken handlerToken)
+    private async Task RunOneAsync(ClaimedOperation operation, Task registered, CancellationTokenSource cancellation,
+        CancellationToken shutdownToken)
     {
         await registered.ConfigureAwait(false);
         try
@@ -128,16 +153,19 @@ public sealed partial class OperationPump(
                 ["OperationKind"] = operation.Kind,
                 ["Attempt"] = operation.Attempts,
             });
-            await ExecuteAsync(operation, handlerToken).ConfigureAwait(false);
+            await ExecuteAsync(operation, cancellation.Token, shutdownToken).ConfigureAwait(false);
         }
         finally
         {
             _running.TryRemove(operation.Id, out _);
+            cancellation.Dispose();
+            // Local waiters learn of the outcome at once; other nodes' waiters through the database notification.
+            waiters.Notify(operation.Id);
             wakeSignal.Wake();
         }
     }
 
-    private async Task ExecuteAsync(ClaimedOperation operation, CancellationToken handlerToken)
+    private async Task ExecuteAsync(ClaimedOperation operation, CancellationToken handlerToken, CancellationToken shutdownToken)
     {
         var command = commands.Find(operation.Kind);
         if (command is null)
@@ -157,10 +185,17 @@ public sealed partial class OperationPump(
             await using var scope = scopeFactory.CreateAsyncScope();
             resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (shutdownToken.IsCancellationRequested)
         {
             // Shutdown cancelled the handler: the lease is released, not counted as a failure.
             LogInterrupted();
+            return;
+        }
+        catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
+        {
+            LogCancelled();
+            await WriteOutcomeAsync(operation, ct => store.MarkCancelledAsync(operation.Id, node.Id, operation.Attempts,
+                CancelledErrorJson, Now(), ct)).ConfigureAwait(false);
             return;
         }
         catch (PermanentOperationFailureException ex)
@@ -202,7 +237,7 @@ public sealed partial class OperationPump(
         await WriteOutcomeAsync(operation, ct =>
         {
             var now = Now();
-            return store.ScheduleRetryAsync(operation.Id, node.Id, operation.Attempts, now + delay, now, ct);
+            return store.ScheduleRetryAsync(operation.Id, node.Id, operation.Attempts, now + delay, now, CancelledErrorJson, ct);
         }).ConfigureAwait(false);
     }
 
@@ -274,6 +309,12 @@ public sealed partial class OperationPump(
                 {
                     LogLeasesLost(ids.Length - renewed.Count);
                 }
+
+                // A cancellation whose notification was missed (the listener was reconnecting) is caught here.
+                foreach (var lease in renewed.Where(l => l.CancelRequested))
+                {
+                    RequestCancel(lease.Id);
+                }
             }
             catch (OperationCanceledException) when (stopToken.IsCancellationRequested)
             {
@@ -288,7 +329,7 @@ public sealed partial class OperationPump(
 
     private async Task DrainAsync(CancellationTokenSource handlerAbort)
     {
-        var running = _running.Values.ToArray();
+        var running = _running.Values.Select(r => r.Task).ToArray();
         if (running.Length == 0)
         {
             return;
@@ -344,6 +385,9 @@ public sealed partial class OperationPump(
     private static TimeSpan NextDatabaseBackoff(TimeSpan previous) =>
         previous == TimeSpan.Zero ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromTicks(Math.Min(previous.Ticks * 2, MaxDatabaseBackoff.Ticks));
 
+    internal static readonly string CancelledErrorJson = ErrorJson(ProblemTypes.OperationCancelled, "The operation was cancelled.",
+        "Cancellation was requested through the API.");
+
     internal static string ErrorJson(string type, string title, string? detail) =>
         JsonSerializer.Serialize(new OperationError(type, title, detail), OperationJson.Options);
 
@@ -358,6 +402,9 @@ public sealed partial class OperationPump(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Handler interrupted by shutdown; the operation will be released")]
     private partial void LogInterrupted();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Handler stopped on a cancellation request")]
+    private partial void LogCancelled();
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed permanently with {ProblemType}")]
     private partial void LogPermanentFailure(Exception exception, string problemType);
@@ -398,6 +445,8 @@ public sealed partial class OperationPump(
     [LoggerMessage(Level = LogLevel.Error, Message = "Releasing leases at shutdown failed; lease rescue will recover them")]
     private partial void LogReleaseFailed(Exception exception);
 }
+
+internal sealed record RunningOperation(Task Task, CancellationTokenSource Cancellation);
 
 /// <summary>A node's identity in <c>locked_by</c>.</summary>
 public sealed record NodeIdentity(string Id);

@@ -23,8 +23,27 @@ public sealed class OperationRow
     public DateTime CreatedAt { get; init; }
     public DateTime UpdatedAt { get; init; }
     public DateTime? CompletedAt { get; init; }
+    public DateTime? StartedAt { get; init; }
     public int Version { get; init; }
 }
+
+/// <summary>A lease the worker still holds after renewing it.</summary>
+public sealed class RenewedLease
+{
+    public Guid Id { get; init; }
+    public bool CancelRequested { get; init; }
+}
+
+/// <summary>What the store knows about one kind, for <c>Retry-After</c>.</summary>
+public sealed class KindStatistics
+{
+    public string Kind { get; init; } = "";
+    public long Pending { get; init; }
+    public double? MeanRunSeconds { get; init; }
+}
+
+/// <summary>Filters and keyset position of a page of operations.</summary>
+public sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit);
 
 /// <summary>An operation a worker has just claimed: what it needs to run one attempt.</summary>
 public sealed class ClaimedOperation
@@ -44,4 +63,6 @@ public sealed record NewOperation(
     string Kind,
     string Payload,
     int MaxAttempts,
-    string? TraceParent);
+    string? TraceParent,
+    string? IdempotencyKey = null,
+    byte[]? RequestHash = null);

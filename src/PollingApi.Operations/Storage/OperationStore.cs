@@ -14,22 +14,27 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     private const string Columns = """
         id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
         idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
-        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, version
+        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version
         """;
 
     static OperationStore() => DefaultTypeMap.MatchNamesWithUnderscores = true;
 
-    public async Task<OperationRow> InsertAsync(NewOperation operation, DateTime now, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores a new pending operation. With an idempotency key, a second insert for the same owner and key stores
+    /// nothing and returns null (the unique index decides, so concurrent duplicates create exactly one row).
+    /// </summary>
+    public async Task<OperationRow?> InsertAsync(NewOperation operation, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                    trace_parent, created_at, updated_at)
+                                    trace_parent, idempotency_key, request_hash, created_at, updated_at)
             VALUES (@Id, @Owner, @Kind, 'pending', CAST(@Payload AS jsonb), 0, @MaxAttempts, @Now,
-                    @TraceParent, @Now, @Now)
+                    @TraceParent, @IdempotencyKey, @RequestHash, @Now, @Now)
+            ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {Columns}
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.QuerySingleAsync<OperationRow>(new CommandDefinition(Sql, new
+        return await connection.QuerySingleOrDefaultAsync<OperationRow>(new CommandDefinition(Sql, new
         {
             operation.Id,
             operation.Owner,
@@ -37,8 +42,131 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             operation.Payload,
             operation.MaxAttempts,
             operation.TraceParent,
+            operation.IdempotencyKey,
+            operation.RequestHash,
             Now = now,
         }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    public async Task<OperationRow?> FindByIdempotencyKeyAsync(string owner, string idempotencyKey, CancellationToken cancellationToken)
+    {
+        const string Sql = $"SELECT {Columns} FROM operations WHERE owner = @owner AND idempotency_key = @idempotencyKey";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleOrDefaultAsync<OperationRow>(
+            new CommandDefinition(Sql, new { owner, idempotencyKey }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>A page of an owner's operations, newest first, after the <paramref name="query"/>'s cursor.</summary>
+    public async Task<IReadOnlyList<OperationRow>> ListAsync(string owner, OperationQuery query, CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            SELECT {Columns} FROM operations
+            WHERE owner = @owner
+              AND (@Status::text IS NULL OR status = @Status)
+              AND (@Kind::text IS NULL OR kind = @Kind)
+              AND (@CreatedAfter::timestamptz IS NULL OR created_at > @CreatedAfter)
+              AND (@CreatedBefore::timestamptz IS NULL OR created_at < @CreatedBefore)
+              AND (@Before::uuid IS NULL OR id < @Before)
+            ORDER BY id DESC
+            LIMIT @Limit
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql, new
+        {
+            owner,
+            query.Status,
+            query.Kind,
+            query.CreatedAfter,
+            query.CreatedBefore,
+            query.Before,
+            query.Limit,
+        }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return rows.AsList();
+    }
+
+    /// <summary>Cancels a pending operation at once. Null when it was not pending.</summary>
+    public async Task<OperationRow?> CancelPendingAsync(Guid id, string owner, string errorJson, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            UPDATE operations
+            SET status = 'cancelled', cancel_requested = true, error = CAST(@errorJson AS jsonb), completed_at = @now,
+                updated_at = @now, version = version + 1
+            WHERE id = @id AND owner = @owner AND status = 'pending'
+            RETURNING {Columns}
+            """;
+        return await QueryOptionalAsync(Sql, new { id, owner, errorJson, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Asks the worker running the operation to cancel it. Null when it was not running.</summary>
+    public async Task<OperationRow?> RequestCancelAsync(Guid id, string owner, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            UPDATE operations
+            SET cancel_requested = true, updated_at = @now, version = version + 1
+            WHERE id = @id AND owner = @owner AND status = 'running' AND NOT cancel_requested
+            RETURNING {Columns}
+            """;
+        return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Replays a failed or cancelled operation: back to pending with fresh attempts. Null when it was in another state.</summary>
+    public async Task<OperationRow?> RetryAsync(Guid id, string owner, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            UPDATE operations
+            SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
+                cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
+            WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled')
+            RETURNING {Columns}
+            """;
+        return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Forgets a terminal operation. False when it was not terminal (or not there).</summary>
+    public async Task<bool> DeleteTerminalAsync(Guid id, string owner, CancellationToken cancellationToken)
+    {
+        const string Sql = "DELETE FROM operations WHERE id = @id AND owner = @owner AND status IN ('succeeded', 'failed', 'cancelled')";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false) == 1;
+    }
+
+    /// <summary>Deletes up to <paramref name="batchSize"/> operations that completed before <paramref name="cutoff"/>.</summary>
+    public async Task<int> PurgeCompletedAsync(DateTime cutoff, int batchSize, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            DELETE FROM operations
+            WHERE id IN (SELECT id FROM operations
+                         WHERE completed_at < @cutoff
+                         ORDER BY completed_at
+                         LIMIT @batchSize
+                         FOR UPDATE SKIP LOCKED)
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { cutoff, batchSize }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>Per kind: how many operations are due and waiting, and the mean run time of recent successes.</summary>
+    public async Task<IReadOnlyList<KindStatistics>> ReadKindStatisticsAsync(DateTime now, DateTime since, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            WITH recent AS (
+                SELECT kind, extract(epoch FROM completed_at - started_at) AS run_seconds
+                FROM operations
+                WHERE completed_at > @since AND status = 'succeeded' AND started_at IS NOT NULL
+                ORDER BY completed_at DESC
+                LIMIT 2000),
+            runs AS (SELECT kind, avg(run_seconds)::float8 AS mean_run_seconds FROM recent GROUP BY kind),
+            queue AS (SELECT kind, count(*) AS pending FROM operations
+                      WHERE status = 'pending' AND next_attempt_at <= @now GROUP BY kind)
+            SELECT coalesce(runs.kind, queue.kind) AS kind, coalesce(queue.pending, 0) AS pending, runs.mean_run_seconds
+            FROM runs FULL JOIN queue ON runs.kind = queue.kind
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<KindStatistics>(new CommandDefinition(Sql, new { now, since }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+        return rows.AsList();
     }
 
     public async Task<OperationRow?> FindAsync(Guid id, string owner, CancellationToken cancellationToken)
@@ -59,7 +187,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations AS o
             SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
-                updated_at = @now, version = o.version + 1
+                started_at = @now, updated_at = @now, version = o.version + 1
             WHERE o.id IN (SELECT id FROM operations
                            WHERE status = 'pending' AND next_attempt_at <= @now
                            ORDER BY next_attempt_at
@@ -100,17 +228,37 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Returns the operation to <c>pending</c> until <paramref name="nextAttemptAt"/>. False when the lease was lost meanwhile.</summary>
+    /// <summary>
+    /// Returns the operation to <c>pending</c> until <paramref name="nextAttemptAt"/>, or ends it <c>cancelled</c> if
+    /// cancellation was requested meanwhile. False when the lease was lost meanwhile.
+    /// </summary>
     public async Task<bool> ScheduleRetryAsync(Guid id, string nodeId, int attempt, DateTime nextAttemptAt, DateTime now,
+        string cancelledErrorJson, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+                error = CASE WHEN cancel_requested THEN CAST(@cancelledErrorJson AS jsonb) END,
+                completed_at = CASE WHEN cancel_requested THEN @now END,
+                next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
+                updated_at = @now, version = version + 1
+            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            """;
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson }, cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>Ends a running operation <c>cancelled</c> after its handler stopped on request. False when the lease was lost meanwhile.</summary>
+    public async Task<bool> MarkCancelledAsync(Guid id, string nodeId, int attempt, string errorJson, DateTime now,
         CancellationToken cancellationToken)
     {
         const string Sql = """
             UPDATE operations
-            SET status = 'pending', next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
-                updated_at = @now, version = version + 1
+            SET status = 'cancelled', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
+                completed_at = @now, updated_at = @now, version = version + 1
             WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
             """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now }, cancellationToken).ConfigureAwait(false);
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Publishes a running attempt's progress. False when the lease was lost meanwhile.</summary>
@@ -125,18 +273,21 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, progressJson, now }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Extends the leases of the given running operations; returns the ids this node still holds.</summary>
-    public async Task<IReadOnlyList<Guid>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime leaseUntil,
+    /// <summary>
+    /// Extends the leases of the given running operations; returns the ids this node still holds, with whether
+    /// cancellation was requested for each.
+    /// </summary>
+    public async Task<IReadOnlyList<RenewedLease>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime leaseUntil,
         CancellationToken cancellationToken)
     {
         // A lease renewal is not a change a poller can see, so it leaves version and updated_at alone.
         const string Sql = """
             UPDATE operations SET locked_until = @leaseUntil
             WHERE id = ANY(@ids) AND status = 'running' AND locked_by = @nodeId
-            RETURNING id
+            RETURNING id, cancel_requested
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var renewed = await connection.QueryAsync<Guid>(new CommandDefinition(Sql,
+        var renewed = await connection.QueryAsync<RenewedLease>(new CommandDefinition(Sql,
             new { nodeId, ids = ids.ToArray(), leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
         return renewed.AsList();
     }
@@ -145,14 +296,16 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     /// Returns running operations whose lease expired before <paramref name="now"/> to <c>pending</c>, or ends
     /// them <c>failed</c> when their attempts are used up. Returns how many rows were rescued.
     /// </summary>
-    public async Task<int> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson,
+    public async Task<int> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson, string cancelledErrorJson,
         CancellationToken cancellationToken)
     {
         const string Sql = """
             UPDATE operations AS o
-            SET status = CASE WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
-                error = CASE WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
-                completed_at = CASE WHEN o.attempts >= o.max_attempts THEN @now END,
+            SET status = CASE WHEN o.cancel_requested THEN 'cancelled'
+                              WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
+                error = CASE WHEN o.cancel_requested THEN CAST(@cancelledErrorJson AS jsonb)
+                             WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
+                completed_at = CASE WHEN o.cancel_requested OR o.attempts >= o.max_attempts THEN @now END,
                 next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1
             WHERE o.id IN (SELECT id FROM operations
                            WHERE status = 'running' AND locked_until < @now
@@ -163,7 +316,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await connection.ExecuteAsync(new CommandDefinition(Sql,
-            new { now, batchSize, exhaustedErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+            new { now, batchSize, exhaustedErrorJson, cancelledErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -180,6 +333,13 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, now }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+    }
+
+    private async Task<OperationRow?> QueryOptionalAsync(string sql, object parameters, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleOrDefaultAsync<OperationRow>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))
             .ConfigureAwait(false);
     }
 

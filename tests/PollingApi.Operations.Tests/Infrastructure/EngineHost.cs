@@ -76,9 +76,10 @@ public sealed class EngineHost : IAsyncDisposable
     }
 
     /// <summary>Stores a test operation due at <paramref name="now"/>.</summary>
-    public Task<OperationRow> SubmitAsync(TestRequest request, DateTime now, int maxAttempts = 5) =>
-        Store.InsertAsync(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
-            System.Text.Json.JsonSerializer.Serialize(request, OperationJson.Options), maxAttempts, null), now, CancellationToken.None);
+    public async Task<OperationRow> SubmitAsync(TestRequest request, DateTime now, int maxAttempts = 5) =>
+        await Store.InsertAsync(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
+            System.Text.Json.JsonSerializer.Serialize(request, OperationJson.Options), maxAttempts, null), now, CancellationToken.None)
+        ?? throw new InvalidOperationException("The insert stored nothing.");
 
     public async Task<OperationRow> ReadAsync(Guid id) =>
         await Store.FindAsync(id, "default", CancellationToken.None) ?? throw new InvalidOperationException($"No row {id}.");

@@ -64,7 +64,14 @@ public class PollingApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Operations:ShutdownTimeout", "00:00:02");
         builder.UseSetting("Logging:LogLevel:Default", "Warning");
         builder.ConfigureServices(services => services.AddSingleton<ILoggerProvider>(Logs));
+        foreach (var (key, value) in Settings)
+        {
+            builder.UseSetting(key, value);
+        }
     }
+
+    /// <summary>Further settings of a variant, applied after the defaults above.</summary>
+    protected virtual IEnumerable<(string Key, string Value)> Settings => [];
 
     public override async ValueTask DisposeAsync()
     {

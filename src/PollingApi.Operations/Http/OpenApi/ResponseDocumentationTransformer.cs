@@ -33,7 +33,7 @@ internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransf
                 concrete.Headers[header.Name] = new OpenApiHeader
                 {
                     Description = header.Description,
-                    Required = true,
+                    Required = header.Required,
                     Schema = new OpenApiSchema
                     {
                         Type = header.Type == "integer" ? JsonSchemaType.Integer : JsonSchemaType.String,

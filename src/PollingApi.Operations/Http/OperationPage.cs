@@ -1,0 +1,105 @@
+using System.ComponentModel;
+using System.Globalization;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Http;
+
+/// <summary>A page of operations, newest first.</summary>
+[Description("A page of operations, newest first.")]
+public sealed record OperationPage(
+    [property: Description("The operations on this page.")] IReadOnlyList<OperationResource> Items,
+    [property: Description("Pass as cursor to get the next page; null on the last page.")] string? NextCursor);
+
+/// <summary>Reads and checks the query of <c>GET /v1/operations</c>.</summary>
+internal static class OperationPageRequest
+{
+    public const int DefaultLimit = 20;
+    public const int MaxLimit = 100;
+
+    private static readonly string[] Statuses =
+        [OperationStatus.Pending, OperationStatus.Running, OperationStatus.Succeeded, OperationStatus.Failed, OperationStatus.Cancelled];
+
+    public static bool TryParse(string? status, string? kind, string? createdAfter, string? createdBefore, string? limit, string? cursor,
+        out OperationQuery query, out Dictionary<string, string[]> errors)
+    {
+        errors = [];
+        if (status is not null && !Statuses.Contains(status, StringComparer.Ordinal))
+        {
+            errors["status"] = [$"'status' must be one of {string.Join(", ", Statuses)}."];
+        }
+
+        if (kind is { Length: 0 or > 200 })
+        {
+            errors["kind"] = ["'kind' must be 1 to 200 characters."];
+        }
+
+        var after = ParseTime(createdAfter, "createdAfter", errors);
+        var before = ParseTime(createdBefore, "createdBefore", errors);
+
+        int pageSize = DefaultLimit;
+        if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > MaxLimit))
+        {
+            errors["limit"] = [$"'limit' must be a whole number from 1 to {MaxLimit}."];
+        }
+
+        Guid? position = null;
+        if (cursor is not null)
+        {
+            if (TryReadCursor(cursor, out var id))
+            {
+                position = id;
+            }
+            else
+            {
+                errors["cursor"] = ["'cursor' must be a nextCursor value from an earlier page."];
+            }
+        }
+
+        query = new OperationQuery(status, kind, after, before, position, pageSize);
+        return errors.Count == 0;
+    }
+
+    /// <summary>An opaque cursor: the last id of a page, base64url-encoded.</summary>
+    public static string CursorAfter(Guid id)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        id.TryWriteBytes(bytes, bigEndian: true, out _);
+        return Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    }
+
+    private static bool TryReadCursor(string cursor, out Guid id)
+    {
+        id = Guid.Empty;
+        if (cursor.Length != 22)
+        {
+            return false;
+        }
+
+        Span<byte> bytes = stackalloc byte[16];
+        string base64 = cursor.Replace('-', '+').Replace('_', '/') + "==";
+        if (!Convert.TryFromBase64String(base64, bytes, out int written) || written != 16)
+        {
+            return false;
+        }
+
+        id = new Guid(bytes, bigEndian: true);
+        return true;
+    }
+
+    private static DateTime? ParseTime(string? value, string name, Dictionary<string, string[]> errors)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+
+        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
+            && value.Length <= 40)
+        {
+            return parsed.UtcDateTime;
+        }
+
+        errors[name] = [$"'{name}' must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z."];
+        return null;
+    }
+}

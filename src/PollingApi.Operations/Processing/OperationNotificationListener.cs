@@ -1,0 +1,106 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace PollingApi.Operations.Processing;
+
+/// <summary>
+/// The node's one PostgreSQL listener. It LISTENs on the operations channels over a dedicated connection and fans
+/// notifications out in-process: completions wake waiting requests, cancellation requests fire the local
+/// handler's token. It reconnects with backoff after a database restart, and then wakes every waiter, since
+/// notifications sent while it was away are lost.
+/// </summary>
+public sealed partial class OperationNotificationListener(
+    NpgsqlDataSource dataSource,
+    OperationWaiters waiters,
+    OperationPump pump,
+    TimeProvider timeProvider,
+    ILogger<OperationNotificationListener> logger) : BackgroundService
+{
+    public const string DoneChannel = "pollingapi_operation_done";
+    public const string CancelChannel = "pollingapi_operation_cancel";
+
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    /// <summary>Completed each time the listener is connected and listening (for tests and readiness).</summary>
+    public bool IsListening { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var backoff = TimeSpan.Zero;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await ListenAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or IOException)
+            {
+                IsListening = false;
+                backoff = backoff == TimeSpan.Zero ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+                LogDisconnected(ex, backoff);
+                try
+                {
+                    await Task.Delay(backoff, timeProvider, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task ListenAsync(CancellationToken stoppingToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(stoppingToken).ConfigureAwait(false);
+        connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
+        await using (var listen = new NpgsqlCommand($"LISTEN {DoneChannel}; LISTEN {CancelChannel}", connection))
+        {
+            await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
+        }
+
+        IsListening = true;
+        LogListening();
+        // Anything that finished while no one was listening: let waiters read again.
+        waiters.NotifyAll();
+        while (true)
+        {
+            // The timeout makes a dead connection (no RST after a server crash) show up as an error.
+            using var keepAlive = new NpgsqlCommand("SELECT 1", connection);
+            bool notified = await connection.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken).ConfigureAwait(false);
+            if (!notified)
+            {
+                await keepAlive.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private void Dispatch(string channel, string payload)
+    {
+        if (!Guid.TryParse(payload, out var id))
+        {
+            return;
+        }
+
+        switch (channel)
+        {
+            case DoneChannel:
+                waiters.Notify(id);
+                break;
+            case CancelChannel:
+                pump.RequestCancel(id);
+                break;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Listening for operation notifications")]
+    private partial void LogListening();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation notification listener lost its connection; reconnecting in {Delay}")]
+    private partial void LogDisconnected(Exception exception, TimeSpan delay);
+}

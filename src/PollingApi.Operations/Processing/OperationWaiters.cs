@@ -1,0 +1,115 @@
+namespace PollingApi.Operations.Processing;
+
+/// <summary>
+/// The requests of this node that wait for operations to finish (long-polls and <c>Prefer: wait</c>). They wait
+/// on a task here, not in a query loop: one notification per completion, from the local worker or from the
+/// node's single PostgreSQL listener, wakes every waiter of that operation.
+/// </summary>
+public sealed class OperationWaiters
+{
+    private readonly Dictionary<Guid, List<TaskCompletionSource>> _waiting = [];
+    private readonly Lock _lock = new();
+
+    /// <summary>How many requests are waiting now.</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiting.Values.Sum(list => list.Count);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts waiting for <paramref name="id"/>. Register before reading the operation, so that a completion
+    /// between the read and the wait is not missed.
+    /// </summary>
+    public Registration Register(Guid id)
+    {
+        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lock)
+        {
+            if (!_waiting.TryGetValue(id, out var list))
+            {
+                list = [];
+                _waiting[id] = list;
+            }
+
+            list.Add(signal);
+        }
+
+        return new Registration(this, id, signal);
+    }
+
+    /// <summary>The operation may have changed: wake its waiters so they read it again.</summary>
+    public void Notify(Guid id)
+    {
+        List<TaskCompletionSource>? list;
+        lock (_lock)
+        {
+            _waiting.Remove(id, out list);
+        }
+
+        list?.ForEach(signal => signal.TrySetResult());
+    }
+
+    /// <summary>Wakes every waiter, e.g. after the listener reconnected and may have missed notifications.</summary>
+    public void NotifyAll()
+    {
+        List<TaskCompletionSource> all;
+        lock (_lock)
+        {
+            all = _waiting.Values.SelectMany(list => list).ToList();
+            _waiting.Clear();
+        }
+
+        all.ForEach(signal => signal.TrySetResult());
+    }
+
+    private void Remove(Guid id, TaskCompletionSource signal)
+    {
+        lock (_lock)
+        {
+            if (_waiting.TryGetValue(id, out var list) && list.Remove(signal) && list.Count == 0)
+            {
+                _waiting.Remove(id);
+            }
+        }
+    }
+
+    /// <summary>One waiting request; dispose it when done waiting.</summary>
+    public sealed class Registration : IDisposable
+    {
+        private readonly OperationWaiters _owner;
+        private readonly Guid _id;
+        private readonly TaskCompletionSource _signal;
+
+        internal Registration(OperationWaiters owner, Guid id, TaskCompletionSource signal)
+        {
+            _owner = owner;
+            _id = id;
+            _signal = signal;
+        }
+
+        /// <summary>
+        /// Waits until notified or until <paramref name="timeout"/>; true when notified. A cancelled request
+        /// stops waiting with an <see cref="OperationCanceledException"/>.
+        /// </summary>
+        public async Task<bool> WaitAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
+        {
+            try
+            {
+                await _signal.Task.WaitAsync(timeout, timeProvider, cancellationToken).ConfigureAwait(false);
+                return true;
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+        }
+
+        public void Dispose() => _owner.Remove(_id, _signal);
+    }
+}
