@@ -26,6 +26,27 @@ public sealed class WaitingTests(PollingApiFactory factory) : IClassFixture<Poll
     }
 
     [Fact]
+    public async Task ReplayingAKeyOfAFinishedOperationAnswers200WithItsResult()
+    {
+        string key = $"done-{Guid.NewGuid()}";
+        var first = await _client.SendAsync(HttpMethod.Post, PollingApiClient.SleepRoute, PollingApiClient.JsonBody("""{"durationMs": 10}"""),
+            request =>
+            {
+                request.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+                request.Headers.TryAddWithoutValidation("Prefer", "wait=20");
+            });
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+
+        var replay = await _client.SendAsync(HttpMethod.Post, PollingApiClient.SleepRoute, PollingApiClient.JsonBody("""{"durationMs": 10}"""),
+            request => request.Headers.TryAddWithoutValidation("Idempotency-Key", key));
+
+        Assert.Equal(HttpStatusCode.OK, replay.Status);
+        Assert.Equal("true", replay.Header("Idempotent-Replayed"));
+        Assert.Equal(first.Json.GetProperty("id").GetGuid(), replay.Json.GetProperty("id").GetGuid());
+        Assert.Equal(10, replay.Json.GetProperty("result").GetProperty("sleptMs").GetInt32());
+    }
+
+    [Fact]
     public async Task PreferWaitThatRunsOutAnswersTheUsual202()
     {
         var clock = Stopwatch.StartNew();
