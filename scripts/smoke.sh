@@ -273,4 +273,16 @@ expect_jq "non-empty errors.durationMs from $what" \
   '(.errors.durationMs | type) == "array" and (.errors.durationMs | length) > 0' '.errors'
 echo "ok: invalid sleep request -> 400 validation problem for durationMs"
 
+# 6. The one-call form for CI scripts: submit and wait for the result in the same request.
+if ! STATUS="$(curl --max-time 60 -sS -X POST -D "$HEADERS" -o "$BODY" -w '%{http_code}' \
+    -H 'Content-Type: application/json' -H 'Prefer: respond-async, wait=30' \
+    --data-binary '{"durationMs": 100}' "$SLEEP_URL" 2>"$CURL_ERR")"; then
+  fail "an HTTP answer to POST $SLEEP_URL with Prefer: wait=30" "curl error: $(tr -d '\n' <"$CURL_ERR")"
+fi
+[[ "$STATUS" == "200" ]] || fail "200 for a submit with Prefer: wait=30" "$STATUS"
+[[ "$(header Preference-Applied)" == "wait=30" ]] || fail "Preference-Applied: wait=30" "'$(header Preference-Applied)'"
+jq -e '.status == "succeeded" and .result.sleptMs == 100' "$BODY" >/dev/null \
+  || fail "a succeeded operation with result.sleptMs 100" "$(cat "$BODY")"
+echo "ok: submit with Prefer: wait=30 -> 200 succeeded in one call"
+
 echo "smoke test passed"
