@@ -65,6 +65,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
         services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 
+        services.AddSingleton<OperationNotifier>();
+        services.AddHostedService(sp => sp.GetRequiredService<OperationNotifier>());
         services.AddSingleton<OperationNotificationListener>();
         services.AddHostedService(sp => sp.GetRequiredService<OperationNotificationListener>());
         services.AddQuartz(quartz => ConfigureJobs(quartz, settings));

@@ -172,6 +172,11 @@ public sealed class LongPollCostTests(ApiOnlyPollingApiFactory factory) : IClass
                 """, connection);
             finish.Parameters.AddWithValue("ids", ids.ToArray());
             Assert.Equal(Clients, await finish.ExecuteNonQueryAsync());
+
+            // ...and publishes what it finished, as every node does after its commits.
+            await using var notify = new NpgsqlCommand("SELECT pg_notify('pollingapi_operation_done', @payload)", connection);
+            notify.Parameters.AddWithValue("payload", string.Join(',', ids));
+            await notify.ExecuteNonQueryAsync();
         }
 
         var answers = await Task.WhenAll(polls);

@@ -171,12 +171,13 @@ internal static class CommandEndpoint
             if (!replayed)
             {
                 services.GetRequiredService<OperationWakeSignal>().Wake();
+                services.GetRequiredService<OperationNotifier>().Pending();
             }
 
-            if (waiter is not null && !OperationStatus.IsTerminal(row.Status)
-                && await waiter.WaitAsync(wait, timeProvider, cancellationToken).ConfigureAwait(false))
+            if (waiter is not null && !OperationStatus.IsTerminal(row.Status))
             {
-                row = await store.FindAsync(row.Id, OperationOwner.Default, cancellationToken).ConfigureAwait(false) ?? row;
+                row = await OperationsApi.WaitUntilDoneAsync(row.Id, row, waiter, wait, store, waiters, timeProvider, cancellationToken)
+                          .ConfigureAwait(false) ?? row;
             }
 
             if (waiter is not null && OperationStatus.IsTerminal(row.Status))

@@ -185,13 +185,10 @@ public static class OperationsApi
 
         if (waiter is not null && !OperationStatus.IsTerminal(row.Status))
         {
-            if (await waiter.WaitAsync(waitFor, timeProvider, cancellationToken).ConfigureAwait(false))
+            row = await WaitUntilDoneAsync(operationId, row, waiter, waitFor, store, waiters, timeProvider, cancellationToken).ConfigureAwait(false);
+            if (row is null)
             {
-                row = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
-                if (row is null)
-                {
-                    return Missing(operationId, options.Value, timeProvider);
-                }
+                return Missing(operationId, options.Value, timeProvider);
             }
         }
 
@@ -199,8 +196,8 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> CancelOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationPump pump, OperationWaiters waiters, IOptions<OperationsOptions> options, TimeProvider timeProvider,
-        CancellationToken cancellationToken)
+        OperationPump pump, OperationWaiters waiters, OperationNotifier notifier, IOptions<OperationsOptions> options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -216,14 +213,18 @@ public static class OperationsApi
             if (cancelled is not null)
             {
                 waiters.Notify(operationId);
+                notifier.Done(operationId);
                 return OperationResponses.Respond(http, cancelled, retryAfter);
             }
 
             var requested = await store.RequestCancelAsync(operationId, OperationOwner.Default, now, cancellationToken).ConfigureAwait(false);
             if (requested is not null)
             {
-                // The database notifies every node; the handler may be running right here.
-                pump.RequestCancel(operationId);
+                // The handler may be running right here, or on any other node.
+                if (!pump.RequestCancel(operationId))
+                {
+                    notifier.CancelRequested(operationId);
+                }
                 return OperationResponses.Respond(http, requested, retryAfter);
             }
 
@@ -246,7 +247,8 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> RetryOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationWakeSignal wakeSignal, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
+        OperationWakeSignal wakeSignal, OperationNotifier notifier, IOptions<OperationsOptions> options, TimeProvider timeProvider,
+        CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -258,6 +260,7 @@ public static class OperationsApi
         if (retried is not null)
         {
             wakeSignal.Wake();
+            notifier.Pending();
             return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
         }
 
@@ -284,6 +287,50 @@ public static class OperationsApi
         return current is null
             ? Missing(operationId, options.Value, timeProvider)
             : Problems.StateConflict(current, "only a succeeded, failed or cancelled operation can be deleted; cancel it first");
+    }
+
+    /// <summary>
+    /// Holds the request until the operation is done or <paramref name="waitFor"/> has passed, reading it again only
+    /// when notified. Returns the last row read (null if it was deleted meanwhile).
+    /// </summary>
+    internal static async Task<OperationRow?> WaitUntilDoneAsync(Guid id, OperationRow row, OperationWaiters.Registration registration,
+        TimeSpan waitFor, OperationStore store, OperationWaiters waiters, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var deadline = timeProvider.GetUtcNow() + waitFor;
+        var waiter = registration;
+        try
+        {
+            while (true)
+            {
+                var remaining = deadline - timeProvider.GetUtcNow();
+                if (remaining <= TimeSpan.Zero || !await waiter.WaitAsync(remaining, timeProvider, cancellationToken).ConfigureAwait(false))
+                {
+                    return row;
+                }
+
+                // Woken: register again before reading, so a completion right after the read is not missed.
+                if (!ReferenceEquals(waiter, registration))
+                {
+                    waiter.Dispose();
+                }
+
+                waiter = waiters.Register(id);
+                var current = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+                if (current is null || OperationStatus.IsTerminal(current.Status))
+                {
+                    return current;
+                }
+
+                row = current;
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(waiter, registration))
+            {
+                waiter.Dispose();
+            }
+        }
     }
 
     /// <summary>404 for an id that never existed (or was deleted), 410 for one older than the retention period.</summary>

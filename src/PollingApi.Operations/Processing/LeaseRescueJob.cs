@@ -14,6 +14,7 @@ public sealed partial class LeaseRescueJob(
     NpgsqlDataSource dataSource,
     OperationStore store,
     OperationWakeSignal wakeSignal,
+    OperationNotifier notifier,
     TimeProvider timeProvider,
     ILogger<LeaseRescueJob> logger) : IJob
 {
@@ -31,6 +32,7 @@ public sealed partial class LeaseRescueJob(
             {
                 LogRescued(rescued);
                 wakeSignal.Wake();
+                notifier.Pending();
             }
         }
         catch (NpgsqlException ex)
@@ -52,15 +54,19 @@ public sealed partial class LeaseRescueJob(
         string error = OperationPump.ErrorJson(ProblemTypes.LeaseExpired, "The operation's worker stopped responding.",
             "The last attempt's worker stopped renewing its lease and no attempts are left.");
         int total = 0;
-        int rescued;
+        IReadOnlyList<RescuedOperation> rescued;
         do
         {
             rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, error,
                     OperationPump.CancelledErrorJson, cancellationToken)
                 .ConfigureAwait(false);
-            total += rescued;
+            total += rescued.Count;
+            foreach (var ended in rescued.Where(r => OperationStatus.IsTerminal(r.Status)))
+            {
+                notifier.Done(ended.Id);
+            }
         }
-        while (rescued == BatchSize);
+        while (rescued.Count == BatchSize);
 
         return total;
     }

@@ -7,19 +7,17 @@ namespace PollingApi.Operations.Processing;
 /// <summary>
 /// The node's one PostgreSQL listener. It LISTENs on the operations channels over a dedicated connection and fans
 /// notifications out in-process: completions wake waiting requests, cancellation requests fire the local
-/// handler's token. It reconnects with backoff after a database restart, and then wakes every waiter, since
+/// handler's token, new work wakes the local worker. It reconnects with backoff after a database restart, and then wakes every waiter, since
 /// notifications sent while it was away are lost.
 /// </summary>
 public sealed partial class OperationNotificationListener(
     NpgsqlDataSource dataSource,
     OperationWaiters waiters,
     OperationPump pump,
+    OperationWakeSignal wakeSignal,
     TimeProvider timeProvider,
     ILogger<OperationNotificationListener> logger) : BackgroundService
 {
-    public const string DoneChannel = "pollingapi_operation_done";
-    public const string CancelChannel = "pollingapi_operation_cancel";
-
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
     /// <summary>Completed each time the listener is connected and listening (for tests and readiness).</summary>
@@ -59,15 +57,17 @@ public sealed partial class OperationNotificationListener(
     {
         await using var connection = await dataSource.OpenConnectionAsync(stoppingToken).ConfigureAwait(false);
         connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
-        await using (var listen = new NpgsqlCommand($"LISTEN {DoneChannel}; LISTEN {CancelChannel}", connection))
+        await using (var listen = new NpgsqlCommand(
+            $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}", connection))
         {
             await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
         }
 
         IsListening = true;
         LogListening();
-        // Anything that finished while no one was listening: let waiters read again.
+        // Anything that happened while no one was listening: let waiters read again, and look for work.
         waiters.NotifyAll();
+        wakeSignal.Wake();
         while (true)
         {
             // The timeout makes a dead connection (no RST after a server crash) show up as an error.
@@ -82,19 +82,27 @@ public sealed partial class OperationNotificationListener(
 
     private void Dispatch(string channel, string payload)
     {
-        if (!Guid.TryParse(payload, out var id))
+        if (channel == OperationNotifier.PendingChannel)
         {
+            wakeSignal.Wake();
             return;
         }
 
-        switch (channel)
+        foreach (var part in payload.Split(','))
         {
-            case DoneChannel:
+            if (!Guid.TryParse(part, out var id))
+            {
+                continue;
+            }
+
+            if (channel == OperationNotifier.DoneChannel)
+            {
                 waiters.Notify(id);
-                break;
-            case CancelChannel:
+            }
+            else if (channel == OperationNotifier.CancelChannel)
+            {
                 pump.RequestCancel(id);
-                break;
+            }
         }
     }
 

@@ -20,6 +20,7 @@ public sealed partial class OperationPump(
     CommandRegistry commands,
     OperationWakeSignal wakeSignal,
     OperationWaiters waiters,
+    OperationNotifier notifier,
     RetryBackoff backoff,
     NodeIdentity node,
     IServiceScopeFactory scopeFactory,
@@ -159,8 +160,6 @@ public sealed partial class OperationPump(
         {
             _running.TryRemove(operation.Id, out _);
             cancellation.Dispose();
-            // Local waiters learn of the outcome at once; other nodes' waiters through the database notification.
-            waiters.Notify(operation.Id);
             wakeSignal.Wake();
         }
     }
@@ -238,7 +237,7 @@ public sealed partial class OperationPump(
         {
             var now = Now();
             return store.ScheduleRetryAsync(operation.Id, node.Id, operation.Attempts, now + delay, now, CancelledErrorJson, ct);
-        }).ConfigureAwait(false);
+        }, terminal: false).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -246,7 +245,7 @@ public sealed partial class OperationPump(
     /// Returns false when the write was fenced out (the lease was lost) or could not be made in time; in both
     /// cases lease rescue hands the operation to another attempt.
     /// </summary>
-    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write)
+    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write, bool terminal = true)
     {
         var deadline = timeProvider.GetUtcNow() + _options.LeaseDuration;
         var delay = TimeSpan.Zero;
@@ -258,6 +257,12 @@ public sealed partial class OperationPump(
                 if (!written)
                 {
                     LogFencedOut(operation.Attempts);
+                }
+                else if (terminal)
+                {
+                    // Local waiters learn of the outcome at once, other nodes' waiters through a notification.
+                    waiters.Notify(operation.Id);
+                    notifier.Done(operation.Id);
                 }
 
                 return written;

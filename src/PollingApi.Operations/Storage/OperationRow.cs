@@ -27,6 +27,13 @@ public sealed class OperationRow
     public int Version { get; init; }
 }
 
+/// <summary>An operation lease rescue returned to pending or ended.</summary>
+public sealed class RescuedOperation
+{
+    public Guid Id { get; init; }
+    public string Status { get; init; } = "";
+}
+
 /// <summary>A lease the worker still holds after renewing it.</summary>
 public sealed class RenewedLease
 {

@@ -294,10 +294,10 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// Returns running operations whose lease expired before <paramref name="now"/> to <c>pending</c>, or ends
-    /// them <c>failed</c> when their attempts are used up. Returns how many rows were rescued.
+    /// them <c>failed</c> when their attempts are used up (<c>cancelled</c> when that was requested). Returns the rescued rows.
     /// </summary>
-    public async Task<int> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson, string cancelledErrorJson,
-        CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<RescuedOperation>> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson,
+        string cancelledErrorJson, CancellationToken cancellationToken)
     {
         const string Sql = """
             UPDATE operations AS o
@@ -313,10 +313,12 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
                            LIMIT @batchSize
                            FOR UPDATE SKIP LOCKED)
               AND o.status = 'running' AND o.locked_until < @now
+            RETURNING o.id, o.status
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.ExecuteAsync(new CommandDefinition(Sql,
+        var rescued = await connection.QueryAsync<RescuedOperation>(new CommandDefinition(Sql,
             new { now, batchSize, exhaustedErrorJson, cancelledErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return rescued.AsList();
     }
 
     /// <summary>
