@@ -6,7 +6,7 @@ namespace PollingApi.Operations;
 /// <summary>Everything the engine knows about one registered command kind.</summary>
 public sealed class CommandDescriptor
 {
-    internal CommandDescriptor(string kind, string route, Type requestType, Type resultType, int? maxAttempts,
+    internal CommandDescriptor(string kind, string route, Type requestType, Type resultType, int? maxAttempts, bool transactional,
         Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> execute,
         Action<IEndpointRouteBuilder, CommandDescriptor> mapEndpoint)
     {
@@ -15,6 +15,7 @@ public sealed class CommandDescriptor
         RequestType = requestType;
         ResultType = resultType;
         MaxAttempts = maxAttempts;
+        Transactional = transactional;
         Execute = execute;
         MapEndpoint = mapEndpoint;
     }
@@ -31,6 +32,9 @@ public sealed class CommandDescriptor
 
     /// <summary>Attempts for this kind; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</summary>
     public int? MaxAttempts { get; }
+
+    /// <summary>Whether the handler runs in the engine's transaction (see <see cref="Handlers.OperationContext.Transaction"/>).</summary>
+    public bool Transactional { get; }
 
     /// <summary>Deserialises the stored payload, runs the handler and serialises its result.</summary>
     internal Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> Execute { get; }

@@ -60,6 +60,12 @@ public sealed class OperationsOptions
 
     /// <summary>Rows the retention job deletes per statement, keeping each transaction short.</summary>
     public int PurgeBatchSize { get; set; } = 500;
+
+    /// <summary>How long an operation may stay due without being claimed before the consistency check reports it.</summary>
+    public TimeSpan PendingAlertAge { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often the consistency job runs (once per cluster) and logs what it finds.</summary>
+    public TimeSpan ConsistencyCheckInterval { get; set; } = TimeSpan.FromMinutes(5);
 }
 
 internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOptions>
@@ -105,6 +111,10 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
             $"Operations:Retention must be at least 1.00:00:00 (24 hours), not {options.Retention}.");
         Require(options.PurgeInterval >= TimeSpan.FromSeconds(1), $"Operations:PurgeInterval must be at least 00:00:01, not {options.PurgeInterval}.");
         Require(options.PurgeBatchSize is >= 1 and <= 10_000, $"Operations:PurgeBatchSize must be 1 to 10000, not {options.PurgeBatchSize}.");
+
+        Require(options.PendingAlertAge >= TimeSpan.FromSeconds(1), $"Operations:PendingAlertAge must be at least 00:00:01, not {options.PendingAlertAge}.");
+        Require(options.ConsistencyCheckInterval >= TimeSpan.FromSeconds(1),
+            $"Operations:ConsistencyCheckInterval must be at least 00:00:01, not {options.ConsistencyCheckInterval}.");
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

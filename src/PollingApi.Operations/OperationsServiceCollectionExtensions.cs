@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Handlers;
+using PollingApi.Operations.Consistency;
 using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
 using PollingApi.Operations.Processing;
@@ -58,6 +59,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<OperationWakeSignal>();
         services.AddSingleton<OperationWaiters>();
         services.AddSingleton<OperationStatistics>();
+        services.AddSingleton<IConsistencyCheck, OperationConsistencyCheck>();
+        services.AddSingleton<ConsistencyChecker>();
         services.AddSingleton<RetryBackoff>();
         services.AddSingleton<RetryAfterPolicy>();
         services.AddSingleton<OperationPump>();
@@ -97,6 +100,11 @@ public static class OperationsServiceCollectionExtensions
             .StartNow()
             .WithSimpleSchedule(s => s.WithInterval(options.PurgeInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
 
+        quartz.AddJob<ConsistencyCheckJob>(job => job.WithIdentity(ConsistencyCheckJob.Key));
+        quartz.AddTrigger(trigger => trigger.ForJob(ConsistencyCheckJob.Key)
+            .StartAt(TimeProvider.System.GetUtcNow() + options.ConsistencyCheckInterval)
+            .WithSimpleSchedule(s => s.WithInterval(options.ConsistencyCheckInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+
         quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));
         quartz.AddTrigger(trigger => trigger.ForJob(StatisticsRefreshJob.Key)
             .StartNow()
@@ -127,7 +135,13 @@ public sealed class OperationsBuilder
     /// <param name="kind">The stable name stored with each operation, e.g. <c>billing.invoice</c>.</param>
     /// <param name="route">The route to POST the command to, e.g. <c>/v1/billing/invoices</c>.</param>
     /// <param name="maxAttempts">Attempts per operation; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</param>
-    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
+    /// <param name="transactional">
+    /// Run the handler in the engine's transaction (<see cref="OperationContext.Transaction"/>): its database writes
+    /// commit atomically with the <c>succeeded</c> transition, or not at all. Keep such handlers short: the
+    /// transaction is open while they run.
+    /// </param>
+    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null,
+        bool transactional = false)
         where TRequest : notnull
         where TResult : notnull
         where THandler : class, IOperationHandler<TRequest, TResult>
@@ -140,8 +154,23 @@ public sealed class OperationsBuilder
         }
 
         Services.AddScoped<THandler>();
-        Services.AddSingleton(new CommandDescriptor(kind, route, typeof(TRequest), typeof(TResult), maxAttempts,
+        Services.AddSingleton(new CommandDescriptor(kind, route, typeof(TRequest), typeof(TResult), maxAttempts, transactional,
             ExecuteAsync<TRequest, TResult, THandler>, CommandEndpoint.Map<TRequest>));
+        return this;
+    }
+
+    /// <summary>Adds the embedded SQL migrations of <paramref name="assembly"/> (resources under a <c>Migrations</c> folder).</summary>
+    public OperationsBuilder AddMigrations(System.Reflection.Assembly assembly)
+    {
+        Services.AddSingleton(new MigrationSource(assembly));
+        return this;
+    }
+
+    /// <summary>Adds a check that <c>GET /v1/admin/consistency</c> and the consistency job run.</summary>
+    public OperationsBuilder AddConsistencyCheck<TCheck>()
+        where TCheck : class, IConsistencyCheck
+    {
+        Services.AddSingleton<IConsistencyCheck, TCheck>();
         return this;
     }
 

@@ -2,7 +2,9 @@ using System.Text.Json.Serialization;
 using FluentValidation;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using PollingApi;
+using Microsoft.Extensions.Options;
 using PollingApi.Diagnostics;
+using PollingApi.Ledger;
 using PollingApi.Operations;
 using PollingApi.Operations.Http;
 
@@ -26,7 +28,8 @@ var forwardedHeaders = builder.Configuration.GetSection(ForwardedHeadersSettings
                        ?? new ForwardedHeadersSettings();
 builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders.Apply);
 
-var operations = builder.Services.AddOperations(builder.Configuration, connectionString);
+var operations = builder.Services.AddOperations(builder.Configuration, connectionString)
+    .AddLedger();
 if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<DiagnosticsOptions>()?.Enabled ?? true)
 {
     operations.AddCommand<SleepRequest, SleepResult, SleepHandler>("diagnostics.sleep", "/v1/diagnostics/sleep");
@@ -51,6 +54,10 @@ app.UseSwaggerUI(ui =>
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
 app.MapOperations();
+if (app.Services.GetRequiredService<IOptions<OperationsOptions>>().Value.Role != OperationsRole.Worker)
+{
+    app.MapAccounts();
+}
 
 await app.RunAsync();
 

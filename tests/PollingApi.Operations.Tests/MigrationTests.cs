@@ -15,7 +15,7 @@ public sealed class MigrationTests
         var dataSources = Enumerable.Range(0, 4).Select(_ => NpgsqlDataSource.Create(database)).ToList();
 
         await Task.WhenAll(dataSources.Select(ds =>
-            Task.Run(() => new DatabaseMigrator(ds, new OperationsDatabase(database), NullLogger<DatabaseMigrator>.Instance)
+            Task.Run(() => new DatabaseMigrator(ds, new OperationsDatabase(database), [], NullLogger<DatabaseMigrator>.Instance)
                 .MigrateAsync(CancellationToken.None))));
 
         await using var connection = new NpgsqlConnection(database);

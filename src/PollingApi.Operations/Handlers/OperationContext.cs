@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace PollingApi.Operations.Handlers;
 
 /// <summary>What a handler knows about the operation it is running, and how it reports back.</summary>
@@ -6,14 +8,25 @@ public sealed class OperationContext
     private readonly Func<int, string?, CancellationToken, Task> _reportProgress;
 
     internal OperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
-        Func<int, string?, CancellationToken, Task> reportProgress)
+        Func<int, string?, CancellationToken, Task> reportProgress, NpgsqlTransaction? transaction = null)
     {
         OperationId = operationId;
         Kind = kind;
         Attempt = attempt;
         MaxAttempts = maxAttempts;
         _reportProgress = reportProgress;
+        Transaction = transaction;
     }
+
+    /// <summary>
+    /// For a command registered as transactional: the engine's transaction. Writes made in it commit in the same
+    /// transaction that marks the operation <c>succeeded</c>, and are rolled back if the handler fails or the
+    /// attempt lost its lease meanwhile: exactly-once effects for writes in this database. Null otherwise.
+    /// </summary>
+    public NpgsqlTransaction? Transaction { get; }
+
+    /// <summary>The connection of <see cref="Transaction"/>; null when the command is not transactional.</summary>
+    public NpgsqlConnection? Connection => Transaction?.Connection;
 
     /// <summary>The operation's id.</summary>
     public Guid OperationId { get; }

@@ -15,6 +15,12 @@ public static class OperationsApi
 {
     public static IEndpointRouteBuilder MapOperations(this IEndpointRouteBuilder endpoints)
     {
+        // A worker node runs handlers and answers health checks; the API is served by the api (and all) nodes.
+        if (endpoints.ServiceProvider.GetRequiredService<IOptions<OperationsOptions>>().Value.Role == OperationsRole.Worker)
+        {
+            return endpoints;
+        }
+
         var operations = endpoints.MapGroup("/v1/operations").WithTags("Operations");
 
         operations.MapGet("/", ListOperationsAsync)
@@ -126,6 +132,21 @@ public static class OperationsApi
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
                 "The operation is pending or running (operation-state-conflict; currentStatus says which)."))
             .WithMetadata(Gone)
+            .WithMetadata(Unavailable);
+
+        endpoints.MapGroup("/v1/admin").WithTags("Admin")
+            .MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
+                TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
+            .WithName("CheckConsistency")
+            .WithSummary("Check the data for holes")
+            .WithDescription("""
+                Runs every consistency check now: operations running past their lease, operations pending past
+                `Operations:PendingAlertAge`, and the checks that commands add (the ledger's balances and entries).
+                Each finding names the ids involved and the action to take. An empty `findings` list means consistent.
+                """)
+            .Produces<ConsistencyReport>(StatusCodes.Status200OK)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK, "The findings; empty when consistent."))
             .WithMetadata(Unavailable);
 
         var commands = endpoints.ServiceProvider.GetRequiredService<CommandRegistry>();

@@ -16,6 +16,7 @@ namespace PollingApi.Operations.Processing;
 /// then cancels the rest and gives their operations back to <c>pending</c>.
 /// </summary>
 public sealed partial class OperationPump(
+    NpgsqlDataSource dataSource,
     OperationStore store,
     CommandRegistry commands,
     OperationWakeSignal wakeSignal,
@@ -166,6 +167,20 @@ public sealed partial class OperationPump(
 
     private async Task ExecuteAsync(ClaimedOperation operation, CancellationToken handlerToken, CancellationToken shutdownToken)
     {
+        var transactionScope = new TransactionHolder();
+        try
+        {
+            await ExecuteCoreAsync(operation, transactionScope, handlerToken, shutdownToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await transactionScope.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task ExecuteCoreAsync(ClaimedOperation operation, TransactionHolder transactionScope, CancellationToken handlerToken,
+        CancellationToken shutdownToken)
+    {
         var command = commands.Find(operation.Kind);
         if (command is null)
         {
@@ -176,13 +191,26 @@ public sealed partial class OperationPump(
             return;
         }
 
-        var context = new OperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts,
-            (percent, message, ct) => ReportProgressAsync(operation, percent, message, ct));
         string resultJson;
         try
         {
+            NpgsqlTransaction? transaction = null;
+            if (command.Transactional)
+            {
+                transactionScope.Connection = await dataSource.OpenConnectionAsync(handlerToken).ConfigureAwait(false);
+                transaction = await transactionScope.Connection.BeginTransactionAsync(handlerToken).ConfigureAwait(false);
+                transactionScope.Transaction = transaction;
+            }
+
+            var context = new OperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts,
+                (percent, message, ct) => ReportProgressAsync(operation, percent, message, ct), transaction);
             await using var scope = scopeFactory.CreateAsyncScope();
             resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
+            if (transaction is not null)
+            {
+                await CommitWithOutcomeAsync(operation, transaction, resultJson).ConfigureAwait(false);
+                return;
+            }
         }
         catch (OperationCanceledException) when (shutdownToken.IsCancellationRequested)
         {
@@ -192,6 +220,7 @@ public sealed partial class OperationPump(
         }
         catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
         {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogCancelled();
             await WriteOutcomeAsync(operation, ct => store.MarkCancelledAsync(operation.Id, node.Id, operation.Attempts,
                 CancelledErrorJson, Now(), ct)).ConfigureAwait(false);
@@ -199,6 +228,7 @@ public sealed partial class OperationPump(
         }
         catch (PermanentOperationFailureException ex)
         {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogPermanentFailure(ex, ex.Type);
             await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
                 ErrorJson(ex.Type, ex.Title, ex.Detail), Now(), ct)).ConfigureAwait(false);
@@ -208,6 +238,7 @@ public sealed partial class OperationPump(
         catch (Exception ex)
 #pragma warning restore CA1031
         {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
             await HandleTransientFailureAsync(operation, ex).ConfigureAwait(false);
             return;
         }
@@ -218,6 +249,28 @@ public sealed partial class OperationPump(
         {
             LogSucceeded();
         }
+    }
+
+    /// <summary>
+    /// Marks a transactional handler's operation succeeded in the handler's own transaction and commits both, or
+    /// rolls the handler's writes back when the lease was lost meanwhile. A commit that fails leaves nothing applied;
+    /// the lease then expires and another attempt runs.
+    /// </summary>
+    private async Task CommitWithOutcomeAsync(ClaimedOperation operation, NpgsqlTransaction transaction, string resultJson)
+    {
+        bool fenced = await store.CompleteAsync(operation.Id, node.Id, operation.Attempts, resultJson, Now(), CancellationToken.None, transaction)
+            .ConfigureAwait(false);
+        if (!fenced)
+        {
+            await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            LogFencedOut(operation.Attempts);
+            return;
+        }
+
+        await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+        waiters.Notify(operation.Id);
+        notifier.Done(operation.Id);
+        LogSucceeded();
     }
 
     private async Task HandleTransientFailureAsync(ClaimedOperation operation, Exception exception)
@@ -452,6 +505,42 @@ public sealed partial class OperationPump(
 }
 
 internal sealed record RunningOperation(Task Task, CancellationTokenSource Cancellation);
+
+/// <summary>The connection and transaction of a transactional handler's attempt, closed whatever happens.</summary>
+internal sealed class TransactionHolder : IAsyncDisposable
+{
+    public NpgsqlConnection? Connection { get; set; }
+
+    public NpgsqlTransaction? Transaction { get; set; }
+
+    public async Task RollbackAsync()
+    {
+        if (Transaction is { Connection: not null } transaction)
+        {
+            try
+            {
+                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException)
+            {
+                // The connection is broken: the server has rolled the transaction back already.
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Transaction is not null)
+        {
+            await Transaction.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (Connection is not null)
+        {
+            await Connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
 
 /// <summary>A node's identity in <c>locked_by</c>.</summary>
 public sealed record NodeIdentity(string Id);

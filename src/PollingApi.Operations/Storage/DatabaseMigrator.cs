@@ -8,7 +8,8 @@ namespace PollingApi.Operations.Storage;
 /// Applies the embedded SQL migrations with DbUp. Nodes that start together serialise on a PostgreSQL
 /// advisory lock, so exactly one applies each script and the others find the journal up to date.
 /// </summary>
-public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, OperationsDatabase database, ILogger<DatabaseMigrator> logger)
+public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, OperationsDatabase database, IEnumerable<MigrationSource> sources,
+    ILogger<DatabaseMigrator> logger)
 {
     // An arbitrary constant shared by every node: "PollingApi" migrations.
     private const long MigrationLockKey = 0x506f6c6c_4d696772;
@@ -24,10 +25,17 @@ public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, Operat
 
         try
         {
-            var upgrader = DeployChanges.To
+            var builder = DeployChanges.To
                 .PostgresqlDatabase(database.ConnectionString)
                 .WithScriptsEmbeddedInAssembly(typeof(DatabaseMigrator).Assembly,
-                    name => name.Contains(".Storage.Migrations.", StringComparison.Ordinal))
+                    name => name.Contains(".Storage.Migrations.", StringComparison.Ordinal));
+            foreach (var source in sources)
+            {
+                builder = builder.WithScriptsEmbeddedInAssembly(source.Assembly,
+                    name => name.Contains(".Migrations.", StringComparison.Ordinal) && name.EndsWith(".sql", StringComparison.Ordinal));
+            }
+
+            var upgrader = builder
                 .WithTransactionPerScript()
                 .JournalToPostgresqlTable("public", "schema_migrations")
                 .LogToNowhere()
@@ -55,6 +63,9 @@ public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, Operat
     [LoggerMessage(Level = LogLevel.Information, Message = "Applied database migration {Script}")]
     private partial void LogApplied(string script);
 }
+
+/// <summary>An assembly whose embedded <c>Migrations/*.sql</c> scripts are applied with the engine's.</summary>
+public sealed record MigrationSource(System.Reflection.Assembly Assembly);
 
 /// <summary>The connection string of the operations database (the data source hides its password).</summary>
 public sealed record OperationsDatabase(string ConnectionString);

@@ -202,9 +202,12 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         return claimed.AsList();
     }
 
-    /// <summary>Stores the result of a successful attempt. False when the lease was lost meanwhile.</summary>
+    /// <summary>
+    /// Stores the result of a successful attempt. False when the lease was lost meanwhile. With a
+    /// <paramref name="transaction"/>, the update joins it (the caller commits, or rolls back when false).
+    /// </summary>
     public async Task<bool> CompleteAsync(Guid id, string nodeId, int attempt, string resultJson, DateTime now,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, NpgsqlTransaction? transaction = null)
     {
         const string Sql = """
             UPDATE operations
@@ -212,6 +215,12 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
                 completed_at = @now, updated_at = @now, version = version + 1
             WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
             """;
+        if (transaction is not null)
+        {
+            return await transaction.Connection!.ExecuteAsync(new CommandDefinition(Sql, new { id, nodeId, attempt, resultJson, now },
+                transaction, cancellationToken: cancellationToken)).ConfigureAwait(false) == 1;
+        }
+
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, resultJson, now }, cancellationToken).ConfigureAwait(false);
     }
 

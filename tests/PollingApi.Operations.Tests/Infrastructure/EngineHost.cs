@@ -63,7 +63,8 @@ public sealed class EngineHost : IAsyncDisposable
 
         services.AddSingleton(executions ?? new ExecutionLog());
         services.AddOperations(configuration, connectionString)
-            .AddCommand<TestRequest, TestResult, TestHandler>(TestHandler.Kind, "/v1/test/run");
+            .AddCommand<TestRequest, TestResult, TestHandler>(TestHandler.Kind, "/v1/test/run")
+            .AddCommand<TestRequest, TestResult, TransactionalTestHandler>(TransactionalTestHandler.Kind, "/v1/test/tx", transactional: true);
         if (random is not null)
         {
             services.AddSingleton(sp => new RetryBackoff(
@@ -76,8 +77,8 @@ public sealed class EngineHost : IAsyncDisposable
     }
 
     /// <summary>Stores a test operation due at <paramref name="now"/>.</summary>
-    public async Task<OperationRow> SubmitAsync(TestRequest request, DateTime now, int maxAttempts = 5) =>
-        await Store.InsertAsync(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
+    public async Task<OperationRow> SubmitAsync(TestRequest request, DateTime now, int maxAttempts = 5, string kind = TestHandler.Kind) =>
+        await Store.InsertAsync(new NewOperation(Guid.CreateVersion7(), "default", kind,
             System.Text.Json.JsonSerializer.Serialize(request, OperationJson.Options), maxAttempts, null), now, CancellationToken.None)
         ?? throw new InvalidOperationException("The insert stored nothing.");
 
@@ -136,6 +137,21 @@ public sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperatio
         }
 
         return new TestResult(context.OperationId, context.Attempt, node.Id);
+    }
+}
+
+/// <summary>Writes a row into <c>test_effects</c> in the engine's transaction, then behaves like <see cref="TestHandler"/>.</summary>
+public sealed class TransactionalTestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
+{
+    public const string Kind = "test.tx";
+
+    public async Task<TestResult> HandleAsync(TestRequest request, OperationContext context, CancellationToken cancellationToken)
+    {
+        var transaction = context.Transaction ?? throw new InvalidOperationException("Expected the engine's transaction.");
+        await transaction.Connection!.ExecuteAsync(new CommandDefinition(
+            "INSERT INTO test_effects (operation_id, attempt) VALUES (@id, @attempt)",
+            new { id = context.OperationId, attempt = context.Attempt }, transaction, cancellationToken: cancellationToken));
+        return await new TestHandler(log, node).HandleAsync(request, context, cancellationToken);
     }
 }
 

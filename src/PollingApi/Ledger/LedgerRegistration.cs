@@ -1,0 +1,18 @@
+using PollingApi.Operations;
+
+namespace PollingApi.Ledger;
+
+/// <summary>The ledger: two transactional commands, an account read endpoint, its schema and its consistency checks.</summary>
+public static class LedgerRegistration
+{
+    public static OperationsBuilder AddLedger(this OperationsBuilder operations)
+    {
+        ArgumentNullException.ThrowIfNull(operations);
+        operations.Services.AddSingleton<LedgerStore>();
+        return operations
+            .AddMigrations(typeof(LedgerStore).Assembly)
+            .AddConsistencyCheck<LedgerConsistencyCheck>()
+            .AddCommand<OpenAccountRequest, OpenAccountResult, OpenAccountHandler>("accounts.open", "/v1/accounts", transactional: true)
+            .AddCommand<CreateTransferRequest, CreateTransferResult, CreateTransferHandler>("transfers.create", "/v1/transfers", transactional: true);
+    }
+}
