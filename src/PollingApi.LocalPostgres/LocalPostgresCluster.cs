@@ -20,6 +20,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     private readonly string _dataDirectory;
     private readonly string _root;
     private FileStream? _ownerLock;
+    private string _serverOptions = "";
     private readonly bool _runAsPostgresUser;
     private bool _stopped;
 
@@ -74,11 +75,9 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
                 ["-D", cluster._dataDirectory, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"],
                 cancellationToken).ConfigureAwait(false);
 
-            string options = $"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=300 " +
-                             "-c shared_buffers=128MB -c log_min_messages=warning" + (durable ? "" : " -c fsync=off -c synchronous_commit=off");
-            await cluster.RunToolAsync(pgCtl,
-                ["-D", cluster._dataDirectory, "-l", Path.Combine(root, "server.log"), "-o", options, "-w", "-t", "60", "start"],
-                cancellationToken).ConfigureAwait(false);
+            cluster._serverOptions = $"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=300 " +
+                                     "-c shared_buffers=128MB -c log_min_messages=warning" + (durable ? "" : " -c fsync=off -c synchronous_commit=off");
+            await cluster.StartServerAsync(cancellationToken).ConfigureAwait(false);
             return cluster;
         }
         catch
@@ -115,6 +114,11 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     /// <summary>Stops the server without deleting its files, as an outage would.</summary>
     public Task StopServerAsync(CancellationToken cancellationToken = default) =>
         RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-m", "fast", "-w", "-t", "30", "stop"], cancellationToken);
+
+    /// <summary>Starts the server again after <see cref="StopServerAsync"/>, on the same port and data.</summary>
+    public Task StartServerAsync(CancellationToken cancellationToken = default) =>
+        RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-l", Path.Combine(_root, "server.log"), "-o", _serverOptions, "-w", "-t", "60", "start"],
+            cancellationToken);
 
     private Task RunToolAsync(string tool, IReadOnlyList<string> arguments, CancellationToken cancellationToken) =>
         _runAsPostgresUser
