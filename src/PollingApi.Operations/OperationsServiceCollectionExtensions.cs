@@ -45,7 +45,14 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton(node);
         services.TryAddSingleton(TimeProvider.System);
 
-        services.AddNpgsqlDataSource(connectionString);
+        services.AddNpgsqlDataSource(connectionString, dataSource =>
+        {
+            // The same few statements run all the time: let Npgsql prepare them (unless the connection string says otherwise).
+            if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0)
+            {
+                dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
+            }
+        });
         services.AddSingleton(new OperationsDatabase(connectionString));
         services.AddSingleton<DatabaseMigrator>();
         services.AddHostedService<DatabaseMigrationService>();
