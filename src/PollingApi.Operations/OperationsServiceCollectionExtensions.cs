@@ -81,6 +81,9 @@ public static class OperationsServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<OperationNotificationListener>());
         services.AddQuartz(quartz => ConfigureJobs(quartz, settings));
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
+        // The host must give the worker its whole drain time (and the release after it) before it gives up.
+        services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host =>
+            host.ShutdownTimeout = TimeSpan.FromTicks(Math.Max(host.ShutdownTimeout.Ticks, (settings.ShutdownTimeout + TimeSpan.FromSeconds(10)).Ticks)));
 
         return new OperationsBuilder(services);
     }
