@@ -7,6 +7,7 @@ using PollingApi.Diagnostics;
 using PollingApi.Ledger;
 using PollingApi.Operations;
 using PollingApi.Operations.Http;
+using PollingApi.Operations.Http.OpenApi;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -20,7 +21,8 @@ builder.Services.AddOpenApi(options =>
 {
     // OpenAPI 3.0: what every client generator reads without surprises.
     options.OpenApiVersion = Microsoft.OpenApi.OpenApiSpecVersion.OpenApi3_0;
-    options.AddOperationsTransformers().AddPollingApiDocumentInfo();
+    options.AddOperationsTransformers().AddPollingApiDocumentInfo()
+        .AddTagDescription("Ledger", "Accounts and their balances; opening accounts and transfers are commands.");
 });
 builder.Services.AddValidatorsFromAssemblyContaining<Program>();
 

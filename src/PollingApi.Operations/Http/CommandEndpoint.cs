@@ -51,6 +51,8 @@ internal static class CommandEndpoint
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
             .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .WithMetadata(RequestHeaders.IdempotencyKey)
+            .WithMetadata(RequestHeaders.Prefer)
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
                 "The operation finished within the time asked for with Prefer: wait (or, with an Idempotency-Key, an earlier request's operation is done).",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,

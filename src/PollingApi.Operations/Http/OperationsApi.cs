@@ -59,6 +59,7 @@ public static class OperationsApi
                 "The operation is done (succeeded, failed or cancelled); see result or error.", ResponseHeaders.ETag))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
                 "The operation is pending or running: poll again after Retry-After seconds.", ResponseHeaders.RetryAfter, ResponseHeaders.ETag))
+            .WithMetadata(RequestHeaders.IfNoneMatch)
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status304NotModified,
                 "Nothing changed since the ETag given in If-None-Match.", ResponseHeaders.ETag))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest,

@@ -27,3 +27,21 @@ public static class ResponseHeaders
     public static readonly ResponseHeader OperationLocation = new("Operation-Location",
         "The absolute URL of the operation's status monitor (the same as Location, for Azure-style pollers).", "string", "uri");
 }
+
+/// <summary>Endpoint metadata naming a request header the endpoint reads, for the OpenAPI document.</summary>
+public sealed record RequestHeaderDocumentation(string Name, string Description, int? MaxLength = null);
+
+/// <summary>The request headers the operations API reads.</summary>
+public static class RequestHeaders
+{
+    public static readonly RequestHeaderDocumentation IdempotencyKey = new("Idempotency-Key",
+        "Makes the submit safe to retry: the same key with the same request returns the same operation (Idempotent-Replayed: true); " +
+        "with a different request it is 422. 1 to 255 printable ASCII characters; kept as long as the operation.", 255);
+
+    public static readonly RequestHeaderDocumentation Prefer = new("Prefer",
+        "RFC 7240. wait=N holds the answer up to N seconds (capped by the server) and answers 200 with the finished operation " +
+        "if it is done in time, e.g. 'respond-async, wait=30'.");
+
+    public static readonly RequestHeaderDocumentation IfNoneMatch = new("If-None-Match",
+        "The ETag of an earlier answer: 304 Not Modified while the operation is unchanged.");
+}

@@ -11,6 +11,9 @@ namespace PollingApi.Operations.Http.OpenApi;
 /// </summary>
 internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransformer
 {
+    private static readonly string[] Statuses =
+        [OperationStatus.Pending, OperationStatus.Running, OperationStatus.Succeeded, OperationStatus.Failed, OperationStatus.Cancelled];
+
     public Task TransformAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken cancellationToken)
     {
         foreach (var documentation in context.Description.ActionDescriptor.EndpointMetadata.OfType<ResponseDocumentation>())
@@ -45,11 +48,38 @@ internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransf
 
         foreach (var parameter in operation.Parameters?.OfType<OpenApiParameter>() ?? [])
         {
-            if (parameter is { Name: "id", In: ParameterLocation.Path })
+            // The handlers read these as text to answer bad values with a problem of their own; the document says what they are.
+            (parameter.Description, parameter.Schema) = (parameter.In, parameter.Name) switch
             {
-                parameter.Description = "The operation's id, as in its Location URL.";
-                parameter.Schema = new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" };
-            }
+                (ParameterLocation.Path, "id") => ("The id, as in the Location URL.", new OpenApiSchema { Type = JsonSchemaType.String, Format = "uuid" }),
+                (ParameterLocation.Query, "wait") => ("Hold the answer up to this many seconds (capped by the server) until the operation is done.",
+                    new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32", Minimum = "0" }),
+                (ParameterLocation.Query, "limit") => ("Operations per page, 1 to 100 (default 20).",
+                    new OpenApiSchema { Type = JsonSchemaType.Integer, Format = "int32", Minimum = "1", Maximum = "100" }),
+                (ParameterLocation.Query, "createdAfter") => ("Only operations created after this time (RFC 3339).",
+                    new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
+                (ParameterLocation.Query, "createdBefore") => ("Only operations created before this time (RFC 3339).",
+                    new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
+                (ParameterLocation.Query, "status") => ("Only operations in this status.",
+                    new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. Statuses.Select(v => (System.Text.Json.Nodes.JsonNode)v!)] }),
+                (ParameterLocation.Query, "kind") => ("Only operations of this command kind, e.g. diagnostics.sleep.",
+                    new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 200 }),
+                (ParameterLocation.Query, "cursor") => ("The nextCursor of the previous page.", new OpenApiSchema { Type = JsonSchemaType.String }),
+                _ => (parameter.Description, parameter.Schema),
+            };
+        }
+
+        foreach (var header in context.Description.ActionDescriptor.EndpointMetadata.OfType<RequestHeaderDocumentation>())
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = header.Name,
+                In = ParameterLocation.Header,
+                Required = false,
+                Description = header.Description,
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = header.MaxLength },
+            });
         }
 
         return Task.CompletedTask;

@@ -1,0 +1,1 @@
+[assembly: TestFramework("PollingApi.Testing.PostgresTestFramework", "PollingApi.Testing")]
