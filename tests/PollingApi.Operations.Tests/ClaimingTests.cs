@@ -90,6 +90,29 @@ public sealed class ClaimingTests
     }
 
     [Fact]
+    public async Task AClaimNeverTakesMoreThanItsLimitEvenOnAFreshUnanalyzedTable()
+    {
+        // On a table the planner knows nothing about, "WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)"
+        // can become a nested-loop semi join that claims every due row.
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "limited");
+        await using (var connection = new NpgsqlConnection(host.ConnectionString))
+        {
+            await connection.ExecuteAsync("""
+                INSERT INTO operations (id, owner, kind, status, payload, max_attempts, next_attempt_at, created_at, updated_at)
+                SELECT gen_random_uuid(), 'default', 'test.run', 'pending', '{}', 5, now() - interval '1 minute', now(), now()
+                FROM generate_series(1, 200)
+                """);
+        }
+
+        var now = TimeProvider.System.GetUtcNow().UtcDateTime;
+        var claimed = await host.Store.ClaimAsync("limited", 32, now, now.AddSeconds(30), CancellationToken.None);
+
+        Assert.Equal(32, claimed.Count);
+        Assert.Equal(32, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'running'"));
+        Assert.Equal(168, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'pending'"));
+    }
+
+    [Fact]
     public async Task ClaimingUsesThePartialIndexOfPendingRows()
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "planner");

@@ -135,12 +135,15 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     public async Task<int> PurgeCompletedAsync(DateTime cutoff, int batchSize, CancellationToken cancellationToken)
     {
         const string Sql = """
-            DELETE FROM operations
-            WHERE id IN (SELECT id FROM operations
-                         WHERE completed_at < @cutoff
-                         ORDER BY completed_at
-                         LIMIT @batchSize
-                         FOR UPDATE SKIP LOCKED)
+            WITH expired AS MATERIALIZED (
+                SELECT id FROM operations
+                WHERE completed_at < @cutoff
+                ORDER BY completed_at
+                LIMIT @batchSize
+                FOR UPDATE SKIP LOCKED)
+            DELETE FROM operations AS o
+            USING expired
+            WHERE o.id = expired.id
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await connection.ExecuteAsync(new CommandDefinition(Sql, new { cutoff, batchSize }, cancellationToken: cancellationToken))
@@ -181,19 +184,25 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     /// Claims up to <paramref name="limit"/> due pending operations for <paramref name="nodeId"/> in one
     /// statement. Rows another claimer holds are skipped, not waited for.
     /// </summary>
+    /// <remarks>
+    /// The locking subquery is a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
+    /// a nested-loop semi join can run the subquery once per outer row and claim far more than <c>n</c> rows.
+    /// </remarks>
     public async Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
         CancellationToken cancellationToken)
     {
         const string Sql = """
+            WITH claimable AS MATERIALIZED (
+                SELECT id FROM operations
+                WHERE status = 'pending' AND next_attempt_at <= @now
+                ORDER BY next_attempt_at
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED)
             UPDATE operations AS o
             SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
                 started_at = @now, updated_at = @now, version = o.version + 1
-            WHERE o.id IN (SELECT id FROM operations
-                           WHERE status = 'pending' AND next_attempt_at <= @now
-                           ORDER BY next_attempt_at
-                           LIMIT @limit
-                           FOR UPDATE SKIP LOCKED)
-              AND o.status = 'pending'
+            FROM claimable
+            WHERE o.id = claimable.id AND o.status = 'pending'
             RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -309,6 +318,12 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         string cancelledErrorJson, CancellationToken cancellationToken)
     {
         const string Sql = """
+            WITH expired AS MATERIALIZED (
+                SELECT id FROM operations
+                WHERE status = 'running' AND locked_until < @now
+                ORDER BY locked_until
+                LIMIT @batchSize
+                FOR UPDATE SKIP LOCKED)
             UPDATE operations AS o
             SET status = CASE WHEN o.cancel_requested THEN 'cancelled'
                               WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
@@ -316,11 +331,8 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
                              WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
                 completed_at = CASE WHEN o.cancel_requested OR o.attempts >= o.max_attempts THEN @now END,
                 next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1
-            WHERE o.id IN (SELECT id FROM operations
-                           WHERE status = 'running' AND locked_until < @now
-                           ORDER BY locked_until
-                           LIMIT @batchSize
-                           FOR UPDATE SKIP LOCKED)
+            FROM expired
+            WHERE o.id = expired.id
               AND o.status = 'running' AND o.locked_until < @now
             RETURNING o.id, o.status
             """;
