@@ -1,0 +1,121 @@
+using System.Globalization;
+
+namespace PollingApi.FaultTests;
+
+/// <summary>What the command line asked for: which scenarios, how big, and where things are.</summary>
+internal sealed record FaultTestSettings
+{
+    public const string Usage = """
+        usage: PollingApi.FaultTests <crash|outage|shutdown|all> [options]
+
+          --operations N      crash: operations to submit (default 3000; 10000+ is fine)
+          --duration S        crash: shortest load phase in seconds, workers are killed throughout
+                              (default max(30, N/100)); outage: how long PostgreSQL is down (default 10)
+          --kill-interval S   crash: seconds between two worker kills (default 3)
+          --clients N         crash: concurrent HTTP clients (default 16)
+          --seed N            random seed (default: derived from the clock; printed)
+          --skip-ledger       crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
+          --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
+          --run-dir PATH      where the node logs go (default artifacts/fault-tests/<timestamp>)
+
+        Prints one JSON summary line per scenario ({"scenario": ...}) and exits 0 when no invariant was
+        violated, 1 when one was, 2 on a usage error, 3 when the harness itself failed, 130 when interrupted.
+        """;
+
+    public required IReadOnlyList<string> Scenarios { get; init; }
+
+    public int Operations { get; init; } = 3000;
+
+    /// <summary>Null: the scenario's own default.</summary>
+    public TimeSpan? Duration { get; init; }
+
+    public TimeSpan KillInterval { get; init; } = TimeSpan.FromSeconds(3);
+
+    public int Clients { get; init; } = 16;
+
+    public int Seed { get; init; }
+
+    public bool SkipLedger { get; init; }
+
+    public required string ApiDll { get; init; }
+
+    public required string RunDirectory { get; init; }
+
+    /// <summary>Parses the command line; throws <see cref="ArgumentException"/> with a message for the user when it is wrong.</summary>
+    public static FaultTestSettings Parse(IReadOnlyList<string> args, DateTimeOffset now)
+    {
+        string? scenario = null;
+        int operations = 3000;
+        TimeSpan? duration = null;
+        var killInterval = TimeSpan.FromSeconds(3);
+        int clients = 16;
+        int? seed = null;
+        bool skipLedger = false;
+        string apiDll = Path.Combine("src", "PollingApi", "bin", "Release", "net10.0", "PollingApi.dll");
+        string runDirectory = Path.Combine("artifacts", "fault-tests", now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{arg} needs a value.");
+            int Integer(int min, int max)
+            {
+                string value = Value();
+                return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed >= min && parsed <= max
+                    ? parsed
+                    : throw new ArgumentException($"{arg} must be a whole number from {min} to {max}, not '{value}'.");
+            }
+
+            switch (arg)
+            {
+                case "--operations":
+                    operations = Integer(1, 1_000_000);
+                    break;
+                case "--duration":
+                    duration = TimeSpan.FromSeconds(Integer(1, 3600));
+                    break;
+                case "--kill-interval":
+                    killInterval = TimeSpan.FromSeconds(Integer(1, 600));
+                    break;
+                case "--clients":
+                    clients = Integer(1, 256);
+                    break;
+                case "--seed":
+                    seed = Integer(0, int.MaxValue);
+                    break;
+                case "--skip-ledger":
+                    skipLedger = true;
+                    break;
+                case "--api-dll":
+                    apiDll = Value();
+                    break;
+                case "--run-dir":
+                    runDirectory = Value();
+                    break;
+                case "crash" or "outage" or "shutdown" or "all" when scenario is null:
+                    scenario = arg;
+                    break;
+                default:
+                    throw new ArgumentException($"Unknown argument '{arg}'.");
+            }
+        }
+
+        if (scenario is null)
+        {
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown or all.");
+        }
+
+        return new FaultTestSettings
+        {
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown"] : [scenario],
+            Operations = operations,
+            Duration = duration,
+            KillInterval = killInterval,
+            Clients = clients,
+            Seed = seed ?? (int)(now.ToUnixTimeMilliseconds() % int.MaxValue),
+            SkipLedger = skipLedger,
+            ApiDll = Path.GetFullPath(apiDll),
+            RunDirectory = Path.GetFullPath(runDirectory),
+        };
+    }
+}

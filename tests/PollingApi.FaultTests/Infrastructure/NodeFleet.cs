@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Net;
+
+namespace PollingApi.FaultTests.Infrastructure;
+
+/// <summary>
+/// Every node process a scenario started. Disposing it kills whatever still runs, so no process outlives its
+/// scenario, whatever way the scenario ended.
+/// </summary>
+internal sealed class NodeFleet(NodeLaunch launch, HttpClient http) : IAsyncDisposable
+{
+    private static readonly TimeSpan ReadyDeadline = TimeSpan.FromSeconds(90);
+
+    private readonly List<NodeProcess> _started = [];
+    private readonly Lock _lock = new();
+
+    /// <summary>Starts a node and waits until its <c>/health/ready</c> answers 200.</summary>
+    public async Task<NodeProcess> StartAsync(string nodeId, NodeRole role, CancellationToken cancellationToken)
+    {
+        var node = StartWithoutWaiting(nodeId, role);
+        await WaitUntilReadyAsync(node, cancellationToken);
+        return node;
+    }
+
+    public NodeProcess StartWithoutWaiting(string nodeId, NodeRole role)
+    {
+        var node = NodeProcess.Start(launch, nodeId, role);
+        lock (_lock)
+        {
+            _started.Add(node);
+        }
+
+        Console.WriteLine($"  started {role} node {nodeId} (pid {node.Pid}) on {node.BaseAddress}");
+        return node;
+    }
+
+    public async Task WaitUntilReadyAsync(NodeProcess node, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        var ready = new Uri(node.BaseAddress, "health/ready");
+        while (true)
+        {
+            if (node.HasExited)
+            {
+                throw new InvalidOperationException(
+                    $"Node {node.NodeId} exited with {node.ExitCode} before it was ready. Its last output:{Environment.NewLine}{node.Tail()}");
+            }
+
+            try
+            {
+                using var response = await http.GetAsync(ready, cancellationToken);
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+
+            if (watch.Elapsed > ReadyDeadline)
+            {
+                throw new TimeoutException(
+                    $"Node {node.NodeId} was not ready within {ReadyDeadline.TotalSeconds:0} s. Its last output:{Environment.NewLine}{node.Tail()}");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NodeProcess[] nodes;
+        lock (_lock)
+        {
+            nodes = [.. _started];
+            _started.Clear();
+        }
+
+        foreach (var node in nodes)
+        {
+            await node.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,89 @@
+using System.Collections.Concurrent;
+using Npgsql;
+
+namespace PollingApi.FaultTests.Infrastructure;
+
+/// <summary>
+/// Samples how many operations each node holds as <c>running</c> while a scenario runs: a node never holds more
+/// than its MaxConcurrency (a claim takes only free slots, and a lease lost to rescue is not claimed twice).
+/// </summary>
+internal sealed class RunningSampler : IAsyncDisposable
+{
+    /// <summary>Operations:MaxConcurrency, which the harness leaves at its default.</summary>
+    public const int MaxConcurrency = 32;
+
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+
+    private readonly ScenarioDatabase _database;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<string, long> _max = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _overruns = new();
+    private readonly Task _sampling;
+
+    public RunningSampler(ScenarioDatabase database)
+    {
+        _database = database;
+        _sampling = Task.Run(SampleAsync);
+    }
+
+    /// <summary>The most operations any one node held at once.</summary>
+    public long MaxObserved => _max.Values.DefaultIfEmpty(0).Max();
+
+    public int Samples { get; private set; }
+
+    /// <summary>Stops sampling and reports every node seen above MaxConcurrency.</summary>
+    public async Task StopAsync(ScenarioReport report)
+    {
+        await _stop.CancelAsync();
+        await _sampling;
+        foreach (string overrun in _overruns)
+        {
+            report.Violation("running-per-node-within-max-concurrency", overrun);
+        }
+
+        report.Summary["maxRunningPerNode"] = MaxObserved;
+    }
+
+    private async Task SampleAsync()
+    {
+        var stop = _stop.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                foreach (var (node, count) in await _database.CountRunningByNodeAsync(stop))
+                {
+                    _max.AddOrUpdate(node, count, (_, max) => Math.Max(max, count));
+                    if (count > MaxConcurrency)
+                    {
+                        _overruns.Enqueue($"{node} held {count} running operations at once (MaxConcurrency {MaxConcurrency})");
+                    }
+                }
+
+                Samples++;
+                await Task.Delay(Interval, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (NpgsqlException)
+            {
+                // The database is away (the outage scenario): nothing to sample until it is back.
+                await Task.Delay(Interval, stop).ContinueWith(static _ => { }, CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_stop.IsCancellationRequested)
+        {
+            await _stop.CancelAsync();
+        }
+
+        await _sampling.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _stop.Dispose();
+    }
+}

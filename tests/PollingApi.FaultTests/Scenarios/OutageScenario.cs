@@ -1,0 +1,324 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using PollingApi.FaultTests.Infrastructure;
+
+namespace PollingApi.FaultTests.Scenarios;
+
+/// <summary>
+/// PostgreSQL stops under load and starts again, the nodes keep running: while it is down every submit and poll
+/// is a well-formed 503 (never a 202, never a 500), readiness fails but liveness holds, the worker does not spin;
+/// once it is back the same processes accept work again and finish everything they accepted.
+/// </summary>
+internal sealed class OutageScenario(ScenarioContext context)
+{
+    public const string Name = "outage";
+
+    private const int Clients = 8;
+    private const double MaxWorkerCoresDuringOutage = 0.5;
+    private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan ClientPause = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan RetryPause = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan HealthProbeInterval = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan RecoveryDeadline = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan LoadAfterRecovery = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan TerminalDeadline = TimeSpan.FromSeconds(60);
+
+    private readonly ConcurrentQueue<RecordedAnswer> _answers = new();
+    private readonly ConcurrentDictionary<Guid, bool> _accepted = new();
+    private int _storedDespite503;
+    private int _nextKey;
+
+    public async Task<ScenarioReport> RunAsync(CancellationToken cancellationToken)
+    {
+        var report = new ScenarioReport(Name);
+        var outageLength = context.Settings.Duration ?? TimeSpan.FromSeconds(10);
+        var (database, launch) = await context.PrepareAsync(Name, cancellationToken);
+        await using var databaseScope = database;
+        await using var sampler = new RunningSampler(database);
+        await using var fleet = new NodeFleet(launch, context.Http);
+        var clock = Stopwatch.StartNew();
+
+        var api = fleet.StartWithoutWaiting("outage-api", NodeRole.Api);
+        var worker = fleet.StartWithoutWaiting("outage-worker", NodeRole.Worker);
+        await fleet.WaitUntilReadyAsync(api, cancellationToken);
+        await fleet.WaitUntilReadyAsync(worker, cancellationToken);
+        var client = context.Client(api, clock);
+
+        using var stopLoad = new CancellationTokenSource();
+        var load = Task.WhenAll(Enumerable.Range(0, Clients).Select(n =>
+            Task.Run(() => SubmitAndPollAsync(client, context.Settings.Seed + n, stopLoad.Token, cancellationToken), CancellationToken.None)));
+        Outage outage;
+        try
+        {
+            Console.WriteLine($"  load running; stopping PostgreSQL in {WarmUp.TotalSeconds:0} s for {outageLength.TotalSeconds:0} s");
+            await Task.WhenAny(load, Task.Delay(WarmUp, cancellationToken));
+            report.Summary["acceptedBeforeOutage"] = _accepted.Count;
+            outage = await StopAndStartPostgresAsync(outageLength, api, worker, clock, cancellationToken);
+            // The harness's own pooled connections died with the server.
+            database.DataSource.Clear();
+            Console.WriteLine($"  PostgreSQL is back after {(outage.StartEnd - outage.StopBegin).TotalSeconds:0.0} s; waiting for the nodes to accept work again");
+
+            bool recovered = await Waiting.UntilAsync(() => Task.FromResult(FirstAcceptedAfter(outage.StartEnd) is not null),
+                RecoveryDeadline, TimeSpan.FromMilliseconds(100), cancellationToken);
+            if (recovered)
+            {
+                await Task.WhenAny(load, Task.Delay(LoadAfterRecovery, cancellationToken));
+            }
+            else
+            {
+                report.Violation("submits-accepted-again", $"no submit was answered 202 within {RecoveryDeadline.TotalSeconds:0} s of PostgreSQL's restart");
+            }
+        }
+        finally
+        {
+            // Also when the scenario failed: no client may go on sending requests to nodes that are about to be killed.
+            await stopLoad.CancelAsync();
+        }
+
+        await load;
+        var startEnd = outage.StartEnd;
+        var terminalIn = await database.WaitUntilAllTerminalAsync(TerminalDeadline - (clock.Elapsed - startEnd), cancellationToken);
+        if (terminalIn is null)
+        {
+            report.Violation("all-terminal-after-recovery",
+                $"{await database.CountUnfinishedAsync(cancellationToken)} operations were not terminal {TerminalDeadline.TotalSeconds:0} s after PostgreSQL's restart");
+        }
+
+        await sampler.StopAsync(report);
+        var windows = new Windows(outage.StopBegin, outage.StopEnd, outage.StartBegin, outage.StartEnd);
+        CheckAnswers(report, windows);
+        await CheckStoredAsync(report, database, cancellationToken);
+        foreach (var node in new[] { api, worker }.Where(n => n.HasExited))
+        {
+            report.Violation("nodes-survive-the-outage", $"node {node.NodeId} exited with {node.ExitCode}; see {node.StderrPath}");
+        }
+
+        double outageSeconds = (outage.StartBegin - outage.StopEnd).TotalSeconds;
+        double workerCores = outage.WorkerCpu.TotalSeconds / outageSeconds;
+        report.Require(workerCores < MaxWorkerCoresDuringOutage, "worker-does-not-spin",
+            () => $"the worker used {outage.WorkerCpu.TotalSeconds:0.00} s of CPU in the {outageSeconds:0.0} s outage ({workerCores:P0} of one core)");
+
+        report.Summary["outageSeconds"] = Math.Round(outageSeconds, 1);
+        report.Summary["accepted"] = _accepted.Count;
+        report.Summary["duringOutage"] = Tally(_answers.Where(a => windows.Of(a.Answer) == Window.Outage));
+        report.Summary["aroundStopAndStart"] = Tally(_answers.Where(a => windows.Of(a.Answer) == Window.Transition));
+        report.Summary["storedDespite503"] = _storedDespite503;
+        report.Summary["firstAcceptedAfterRestartSeconds"] = FirstAcceptedAfter(startEnd) is { } first ? Math.Round((first - startEnd).TotalSeconds, 2) : null;
+        report.Summary["allTerminalAfterRestartSeconds"] = terminalIn is null ? null : Math.Round((clock.Elapsed - startEnd).TotalSeconds, 1);
+        report.Summary["workerCpuPercentOfOneCoreDuringOutage"] = Math.Round(workerCores * 100, 1);
+        report.Summary["apiCpuPercentOfOneCoreDuringOutage"] = Math.Round(outage.ApiCpu.TotalSeconds / outageSeconds * 100, 1);
+        return report;
+    }
+
+    /// <summary>
+    /// Stops PostgreSQL, keeps it down for <paramref name="length"/> while probing the nodes' health and measuring their
+    /// CPU time, and starts it again (also when this fails half-way, for the scenarios that follow).
+    /// </summary>
+    private async Task<Outage> StopAndStartPostgresAsync(TimeSpan length, NodeProcess api, NodeProcess worker, Stopwatch clock,
+        CancellationToken cancellationToken)
+    {
+        bool serverDown = false;
+        try
+        {
+            var stopBegin = clock.Elapsed;
+            serverDown = true;
+            await context.Cluster.StopServerAsync(cancellationToken);
+            var stopEnd = clock.Elapsed;
+            var workerCpuAtStop = worker.ReadCpuTime();
+            var apiCpuAtStop = api.ReadCpuTime();
+
+            using var stopProbes = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var probes = ProbeHealthAsync([api, worker], clock, stopProbes.Token);
+            await Task.Delay(length, cancellationToken);
+            var workerCpu = worker.ReadCpuTime() - workerCpuAtStop;
+            var apiCpu = api.ReadCpuTime() - apiCpuAtStop;
+            var startBegin = clock.Elapsed;
+            await stopProbes.CancelAsync();
+            await probes;
+
+            await context.Cluster.StartServerAsync(cancellationToken);
+            serverDown = false;
+            return new Outage(stopBegin, stopEnd, startBegin, clock.Elapsed, workerCpu, apiCpu);
+        }
+        finally
+        {
+            if (serverDown && !cancellationToken.IsCancellationRequested)
+            {
+                await context.Cluster.StartServerAsync(CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>When the first submit sent after <paramref name="since"/> was answered 202; null if none was yet.</summary>
+    private TimeSpan? FirstAcceptedAfter(TimeSpan since) =>
+        _answers.Where(a => a.Kind == "submit" && a.Answer.Status == 202 && a.Answer.StartedAt >= since)
+            .Select(a => (TimeSpan?)a.Answer.EndedAt).Min();
+
+    /// <summary>
+    /// One client: submit a sleep and poll it, pause, repeat. A submit answered 503 (or not answered) is retried
+    /// with the same idempotency key, polling the client's last operation in between, so both kinds of request
+    /// keep arriving while the database is down. Every answer is recorded with its timing.
+    /// </summary>
+    private async Task SubmitAndPollAsync(ApiClient client, int seed, CancellationToken stop, CancellationToken cancellationToken)
+    {
+        var random = new Random(seed);
+        Guid? last = null;
+
+        async Task PollLastAsync()
+        {
+            if (last is { } polled)
+            {
+                _answers.Enqueue(new RecordedAnswer("poll", await client.GetAsync($"v1/operations/{polled}", cancellationToken)));
+            }
+        }
+
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var command = new SleepCommand(random.Next(0, 201), 0, FailPermanently: false);
+                string key = $"outage-{Interlocked.Increment(ref _nextKey).ToString(CultureInfo.InvariantCulture)}";
+                bool had503 = false;
+                while (!stop.IsCancellationRequested)
+                {
+                    // A request in flight is not cancelled when the load stops: its answer must be seen, it may be a 202.
+                    var answer = await client.PostAsync(command.Route, command.Json, key, cancellationToken);
+                    _answers.Enqueue(new RecordedAnswer("submit", answer));
+                    if (answer.Status is 202 or 200 && answer.OperationId is { } id)
+                    {
+                        _accepted[id] = true;
+                        if (had503 && answer.Replayed)
+                        {
+                            Interlocked.Increment(ref _storedDespite503);
+                        }
+
+                        last = id;
+                        break;
+                    }
+
+                    if (answer.Status != 503 && !answer.IsTransportError)
+                    {
+                        break;
+                    }
+
+                    had503 |= answer.Status == 503;
+                    await PollLastAsync();
+                    await Task.Delay(RetryPause, stop);
+                }
+
+                await PollLastAsync();
+                await Task.Delay(ClientPause, stop);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The load phase is over.
+        }
+    }
+
+    private async Task ProbeHealthAsync(IReadOnlyList<NodeProcess> nodes, Stopwatch clock, CancellationToken stop)
+    {
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (var node in nodes)
+                {
+                    var client = context.Client(node, clock);
+                    _answers.Enqueue(new RecordedAnswer("ready", await client.GetAsync("health/ready", stop), node.NodeId));
+                    _answers.Enqueue(new RecordedAnswer("live", await client.GetAsync("health/live", stop), node.NodeId));
+                }
+
+                await Task.Delay(HealthProbeInterval, stop);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The outage is over.
+        }
+    }
+
+    private void CheckAnswers(ScenarioReport report, Windows windows)
+    {
+        foreach (var (kind, answer, node) in _answers)
+        {
+            var window = windows.Of(answer);
+            string where = $"{kind}{(node is null ? "" : " of " + node)} at {answer.StartedAt.TotalSeconds:0.0} s ({window})";
+            report.Require(!answer.IsTransportError, "nodes-always-answer", () => $"{where}: {answer.Describe()}");
+            report.Require(answer.Status is < 500 or 503, "never-a-500", () => $"{where}: {answer.Describe()}");
+            if (window != Window.Outage)
+            {
+                continue;
+            }
+
+            switch (kind)
+            {
+                case "submit" or "poll":
+                    report.Require(answer.Status != 202 && answer.Status != 200, "no-202-while-the-database-is-down",
+                        () => $"{where}: {answer.Describe()}");
+                    report.Require(answer.IsWellFormedUnavailable && answer.ProblemType == ProblemTypes.DatabaseUnavailable,
+                        "503-with-retry-after-and-problem-while-down", () => $"{where}: {answer.Describe()}");
+                    break;
+                case "ready":
+                    report.Require(answer.Status == 503, "ready-fails-while-down", () => $"{where}: {answer.Describe()}");
+                    break;
+                case "live":
+                    report.Require(answer.Status == 200, "live-holds-while-down", () => $"{where}: {answer.Describe()}");
+                    break;
+            }
+        }
+    }
+
+    private async Task CheckStoredAsync(ScenarioReport report, ScenarioDatabase database, CancellationToken cancellationToken)
+    {
+        var rows = await database.ReadOperationsAsync(cancellationToken);
+        foreach (var id in _accepted.Keys)
+        {
+            if (!rows.TryGetValue(id, out var row))
+            {
+                report.Violation("no-202-for-an-unstored-operation", $"{id} was answered 202 but is not in the database");
+                continue;
+            }
+
+            report.Require(!row.IsTerminal || row.Status == "succeeded", "sleeps-succeed",
+                () => $"sleep {id} ended {row.Status} ({row.ErrorType}) after {row.Attempts} attempts");
+            report.Require(row.LockedBy is null || !row.IsTerminal, "no-lease-left-behind", () => $"{id} is {row.Status} and locked by {row.LockedBy}");
+        }
+
+        report.Summary["storedWithoutAcceptedAnswer"] = rows.Keys.Count(id => !_accepted.ContainsKey(id));
+    }
+
+    private static JsonObject Tally(IEnumerable<RecordedAnswer> answers) =>
+        new(answers.GroupBy(a => a.Kind, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => KeyValuePair.Create(g.Key, (JsonNode?)new JsonObject(g
+                .GroupBy(a => a.Answer.IsTransportError ? "transportError" : a.Answer.Status.ToString(CultureInfo.InvariantCulture), StringComparer.Ordinal)
+                .OrderBy(s => s.Key, StringComparer.Ordinal)
+                .Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Count()))))));
+
+    private sealed record Outage(TimeSpan StopBegin, TimeSpan StopEnd, TimeSpan StartBegin, TimeSpan StartEnd, TimeSpan WorkerCpu, TimeSpan ApiCpu);
+
+    private sealed record RecordedAnswer(string Kind, ApiAnswer Answer, string? Node = null);
+
+    private enum Window
+    {
+        Before,
+        Transition,
+        Outage,
+        After,
+    }
+
+    /// <summary>
+    /// When PostgreSQL was going down, down, and coming back. An answer counts as "during the outage" only if its
+    /// whole request fell between the end of the stop and the start of the restart.
+    /// </summary>
+    private sealed record Windows(TimeSpan StopBegin, TimeSpan StopEnd, TimeSpan StartBegin, TimeSpan StartEnd)
+    {
+        public Window Of(ApiAnswer answer) =>
+            answer.EndedAt <= StopBegin ? Window.Before
+            : answer.StartedAt >= StopEnd && answer.EndedAt <= StartBegin ? Window.Outage
+            : answer.StartedAt >= StartEnd ? Window.After
+            : Window.Transition;
+    }
+}
