@@ -1,0 +1,254 @@
+using System.Diagnostics;
+using System.Globalization;
+using PollingApi.Benchmarks.Infrastructure;
+using PollingApi.Benchmarks.Load;
+using PollingApi.LocalPostgres;
+
+namespace PollingApi.Benchmarks;
+
+/// <summary>Everything one run measured, on one fresh cluster and one API process.</summary>
+internal sealed record RunResult
+{
+    public required PgBenchResult Insert { get; init; }
+    public required PgBenchResult Select { get; init; }
+    public required CpuUsage Idle { get; init; }
+    public required LoadResult Submit { get; init; }
+    public required (long Backlog, double Seconds) SubmitDrain { get; init; }
+    public required LoadResult EndToEnd { get; init; }
+    public required LoadResult Light { get; init; }
+    public required LoadResult StatusReads { get; init; }
+    public required long PeakResidentBytes { get; init; }
+    public required long PeakResidentBeforeSeedBytes { get; init; }
+    public required long SeededRows { get; init; }
+    public required double SeedSeconds { get; init; }
+    public required long RowsBeforeSeeded { get; init; }
+    public required LoadResult SubmitSeeded { get; init; }
+    public required (long Backlog, double Seconds) SubmitSeededDrain { get; init; }
+    public required LoadResult EndToEndSeeded { get; init; }
+    public required IReadOnlyDictionary<string, string> Server { get; init; }
+    public required int? ApiExitCode { get; init; }
+    public required double Seconds { get; init; }
+
+    public IEnumerable<(string Scenario, LoadResult Result)> Loads =>
+    [
+        ("a", Submit), ("b", EndToEnd), ("c", Light), ("d", StatusReads), ("g.a", SubmitSeeded), ("g.b", EndToEndSeeded),
+    ];
+}
+
+/// <summary>
+/// One run of the whole set: a fresh durable cluster, the pgbench reference (e), the API started for real, then
+/// (a) submit, (b) end to end, (c) light load, (d) status reads, the seed of finished rows and (g); (f) is the
+/// API's peak resident memory at the end. The API is stopped and the cluster deleted whatever happens.
+/// </summary>
+internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextWriter progress)
+{
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(5);
+
+    public async Task<RunResult> ExecuteAsync(CancellationToken cancellationToken)
+    {
+        var total = Stopwatch.StartNew();
+        string runDirectory = Path.Combine(settings.RunDirectory, $"run{number.ToString(CultureInfo.InvariantCulture)}");
+        Directory.CreateDirectory(runDirectory);
+        string pgbench = PgBench.Locate();
+
+        Log("starting a durable PostgreSQL cluster (fsync and synchronous_commit on)");
+        await using var cluster = await LocalPostgresCluster.StartAsync(durable: true, cancellationToken);
+        await using var database = await BenchmarkDatabase.CreateAsync(cluster, BenchmarkSettings.SelectTableRows, cancellationToken);
+        if (settings.Statements)
+        {
+            Log("loading pg_stat_statements (--statements: a diagnosis run, not a measurement to quote)");
+            await BenchmarkDatabase.EnableStatementsAsync(cluster, cancellationToken);
+        }
+
+        var cpu = new CpuMeter(cluster.Port);
+        Log($"PostgreSQL {database.Durability["server_version"]} on 127.0.0.1:{cluster.Port}: " +
+            $"fsync={database.Durability["fsync"]}, synchronous_commit={database.Durability["synchronous_commit"]}");
+
+        // pgbench reads its scripts as the current (root) user; they live in the run folder.
+        string insertScript = Path.Combine(runDirectory, "insert.sql");
+        string selectScript = Path.Combine(runDirectory, "select.sql");
+        await File.WriteAllTextAsync(insertScript, PgBench.InsertScript, cancellationToken);
+        await File.WriteAllTextAsync(selectScript, PgBench.SelectScript, cancellationToken);
+        var insert = await PgBenchAsync(pgbench, cluster.Port, insertScript, "single-row INSERT", cpu, cancellationToken);
+        var select = await PgBenchAsync(pgbench, cluster.Port, selectScript, "prepared primary-key SELECT", cpu, cancellationToken);
+
+        using var http = ApiSteps.CreateHttpClient(settings.Clients);
+        Log("starting the API (Release, Production, from its output folder)");
+        await using var api = await ApiProcess.StartAsync(settings.ApiDll, cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase),
+            settings.ApiEnvironment, Path.Combine(runDirectory, "api"), http, cancellationToken);
+        cpu.ApiPid = api.Pid;
+        Log($"API pid {api.Pid} on {api.BaseAddress}");
+
+        var steps = new ApiSteps(http, api.BaseAddress, BenchmarkSettings.WaitSeconds);
+        var window = new LoadWindow(settings.Warmup, settings.Window, 0, settings.Window);
+
+        if (settings.ApiWarmup > TimeSpan.Zero)
+        {
+            // Every path the scenarios take (submit, Prefer: wait, long-poll GET), so that the measured windows find the
+            // hot code compiled at its final tier: the service being measured has been running for a while.
+            var warmup = await LoadAsync("API warm-up (submit, submit + Prefer: wait, submit + long-poll, mixed)", settings.Clients,
+                new LoadWindow(TimeSpan.Zero, settings.ApiWarmup, 0, settings.ApiWarmup),
+                (_, sequence, ct) => (sequence % 3) switch
+                {
+                    0 => steps.SubmitAsync(ct),
+                    1 => steps.SubmitAndWaitAsync(WaitMode.Prefer, ct),
+                    _ => steps.SubmitAndWaitAsync(WaitMode.LongPoll, ct),
+                }, api, cpu, database, cancellationToken);
+            if (warmup.Errors > 0)
+            {
+                throw new InvalidOperationException($"The API warm-up got {warmup.Errors} error answers, e.g. {warmup.ErrorSamples[0]}");
+            }
+
+            await DrainAsync(database, "the API warm-up", cancellationToken);
+        }
+
+        var submit = await LoadAsync("(a) submit only", settings.Clients, window, (_, _, ct) => steps.SubmitAsync(ct), api, cpu, database, cancellationToken);
+        var submitDrain = await DrainAsync(database, "(a)", cancellationToken);
+
+        var endToEnd = await LoadAsync("(b) end to end", settings.Clients, window,
+            (_, _, ct) => steps.SubmitAndWaitAsync(settings.WaitMode, ct), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(b)", cancellationToken);
+
+        // At least LightOperations operations, whatever the window; bounded at 10 times the window (and a minute).
+        var lightWindow = new LoadWindow(settings.Warmup, settings.Window, settings.LightOperations,
+            TimeSpan.FromSeconds(Math.Max(60, settings.Window.TotalSeconds * 10)));
+        var light = await LoadAsync("(c) light load", 1, lightWindow,
+            (_, _, ct) => steps.SubmitAndWaitAsync(settings.WaitMode, ct), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(c)", cancellationToken);
+
+        var ids = await database.FinishedIdsAsync(1000, cancellationToken);
+        if (ids.Length == 0)
+        {
+            throw new InvalidOperationException("No succeeded operation to read in (d).");
+        }
+
+        var reads = await LoadAsync("(d) status reads", settings.Clients, window,
+            (client, sequence, ct) => steps.ReadFinishedAsync(ids[(int)((client * 7919L + sequence) % ids.Length)], ct), api, cpu, database, cancellationToken);
+        long peakBeforeSeed = api.ReadMemory().PeakResident;
+
+        long rowsBefore = await database.CountOperationsAsync(cancellationToken);
+        Log($"(g) inserting {settings.SeedRows:N0} finished operations next to the {rowsBefore:N0} the run made, then VACUUM ANALYZE and CHECKPOINT");
+        var seedWatch = Stopwatch.StartNew();
+        await database.SeedFinishedOperationsAsync(settings.SeedRows, cancellationToken);
+        double seedSeconds = seedWatch.Elapsed.TotalSeconds;
+        Log($"(g) seeded in {seedSeconds:0.0} s");
+        EnsureAlive(api);
+
+        var submitSeeded = await LoadAsync("(g) submit only, seeded table", settings.Clients, window,
+            (_, _, ct) => steps.SubmitAsync(ct), api, cpu, database, cancellationToken);
+        var submitSeededDrain = await DrainAsync(database, "(g)(a)", cancellationToken);
+        var endToEndSeeded = await LoadAsync("(g) end to end, seeded table", settings.Clients, window,
+            (_, _, ct) => steps.SubmitAndWaitAsync(settings.WaitMode, ct), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(g)(b)", cancellationToken);
+
+        // What the API costs when nobody calls it (its fallback polls, jobs and timers), once its JIT has settled.
+        await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+        var idleStart = cpu.Snapshot();
+        await Task.Delay(IdleWindow, cancellationToken);
+        var idle = CpuMeter.Between(idleStart, cpu.Snapshot());
+        Log($"API idle after the run: {CpuLine(idle)}");
+
+        var (peak, resident) = api.ReadMemory();
+        Log($"(f) API peak resident memory {peak / 1048576.0:0} MB (now {resident / 1048576.0:0} MB)");
+        int? exitCode = await api.StopAsync(cancellationToken);
+        if (exitCode != 0)
+        {
+            Log($"warning: the API exited with {exitCode?.ToString(CultureInfo.InvariantCulture) ?? "nothing (killed after 45 s)"} on SIGTERM");
+        }
+
+        return new RunResult
+        {
+            Insert = insert,
+            Select = select,
+            Idle = idle,
+            Submit = submit,
+            SubmitDrain = (submitDrain.Backlog, submitDrain.Elapsed.TotalSeconds),
+            EndToEnd = endToEnd,
+            Light = light,
+            StatusReads = reads,
+            PeakResidentBytes = peak,
+            PeakResidentBeforeSeedBytes = peakBeforeSeed,
+            SeededRows = settings.SeedRows,
+            SeedSeconds = seedSeconds,
+            RowsBeforeSeeded = rowsBefore,
+            SubmitSeeded = submitSeeded,
+            SubmitSeededDrain = (submitSeededDrain.Backlog, submitSeededDrain.Elapsed.TotalSeconds),
+            EndToEndSeeded = endToEndSeeded,
+            Server = database.Durability,
+            ApiExitCode = exitCode,
+            Seconds = total.Elapsed.TotalSeconds,
+        };
+    }
+
+    private async Task<PgBenchResult> PgBenchAsync(string pgbench, int port, string script, string what, CpuMeter cpu,
+        CancellationToken cancellationToken)
+    {
+        if (settings.Warmup > TimeSpan.Zero)
+        {
+            await PgBench.RunAsync(pgbench, port, BenchmarkDatabase.PgBenchDatabase, script, settings.Clients, settings.Warmup, cpu, cancellationToken);
+        }
+
+        var result = await PgBench.RunAsync(pgbench, port, BenchmarkDatabase.PgBenchDatabase, script, settings.Clients, settings.Window, cpu,
+            cancellationToken);
+        Log($"(e) pgbench {what}, {settings.Clients} clients: {result.TransactionsPerSecond:0} tx/s, " +
+            $"mean latency {result.AverageLatencyMs:0.00} ms; {CpuLine(result.Cpu)}");
+        return result;
+    }
+
+    private async Task<LoadResult> LoadAsync(string name, int clients, LoadWindow window, Func<int, long, CancellationToken, Task<StepOutcome>> step,
+        ApiProcess api, CpuMeter cpu, BenchmarkDatabase database, CancellationToken cancellationToken)
+    {
+        EnsureAlive(api);
+        if (settings.Statements)
+        {
+            await database.ResetStatementsAsync(cancellationToken);
+        }
+
+        var result = await ClosedLoopLoad.RunAsync(clients, window, step, cpu, cancellationToken);
+        EnsureAlive(api);
+        if (settings.Statements)
+        {
+            var top = await database.TopStatementsAsync(12, cancellationToken);
+            progress.WriteLine($"top statements of {name} (warm-up and window, {result.Count} counted):");
+            foreach (string line in top)
+            {
+                progress.WriteLine(line);
+            }
+        }
+
+        Log($"{name}, {clients} client(s): {result.PerSecond:0} /s over {result.ElapsedSeconds:0.0} s ({result.Count} counted); " +
+            $"p50 {result.Latency.P50Ms:0.00} ms, p99 {result.Latency.P99Ms:0.00} ms, max {result.Latency.MaxMs:0.0} ms" +
+            (result.Fallbacks > 0 ? $"; {result.Fallbacks} long-poll fallbacks" : "") +
+            (result.Errors > 0 ? $"; {result.Errors} ERRORS, e.g. {result.ErrorSamples[0]}" : "") +
+            $"; {CpuLine(result.Cpu)}");
+        return result;
+    }
+
+    private async Task<(long Backlog, TimeSpan Elapsed)> DrainAsync(BenchmarkDatabase database, string after, CancellationToken cancellationToken)
+    {
+        var drain = await database.WaitForBacklogAsync(DrainTimeout, cancellationToken);
+        if (drain.Backlog > 0)
+        {
+            Log($"{after} left {drain.Backlog} unfinished operations; the workers finished them in {drain.Elapsed.TotalSeconds:0.0} s " +
+                $"({drain.Backlog / Math.Max(drain.Elapsed.TotalSeconds, 0.001):0} /s)");
+        }
+
+        return drain;
+    }
+
+    private static void EnsureAlive(ApiProcess api)
+    {
+        if (api.HasExited)
+        {
+            throw new InvalidOperationException($"The API process died:{Environment.NewLine}{api.Tail()}");
+        }
+    }
+
+    private static string CpuLine(CpuUsage cpu) =>
+        $"CPU (% of one core) api {cpu.Percent(cpu.Api):0}, postgres {cpu.Percent(cpu.Postgres):0}, " +
+        $"driver {cpu.Percent(cpu.Driver + cpu.DriverChildren):0}, others {cpu.Percent(cpu.Others):0}, machine {cpu.Percent(cpu.Machine):0}";
+
+    private void Log(string message) =>
+        progress.WriteLine($"[run {number.ToString(CultureInfo.InvariantCulture)} {TimeProvider.System.GetUtcNow():HH:mm:ss}] {message}");
+}

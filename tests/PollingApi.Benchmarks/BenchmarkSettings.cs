@@ -1,0 +1,181 @@
+using System.Globalization;
+
+namespace PollingApi.Benchmarks;
+
+/// <summary>How the end-to-end scenarios wait for a submitted operation's result.</summary>
+internal enum WaitMode
+{
+    /// <summary>One request: <c>POST</c> with <c>Prefer: respond-async, wait=N</c>, answered 200 when done.</summary>
+    Prefer,
+
+    /// <summary>Two requests: <c>POST</c> (202), then <c>GET {Location}?wait=N</c>.</summary>
+    LongPoll,
+}
+
+/// <summary>What the command line asked for: how long, how many and how often.</summary>
+internal sealed record BenchmarkSettings
+{
+    public const string Usage = """
+        usage: PollingApi.Benchmarks [options]            (normally run by scripts/bench.sh)
+
+          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 2 minutes in all
+          --runs N            repeat the whole set N times on fresh clusters and report the median (default 3)
+          --seconds S         measured window of each scenario (default 10)
+          --warmup S          warm-up before each window (default 3)
+          --api-warmup S      mixed traffic right after the API starts, before (a), so that the JIT's tier-up is
+                              mostly done before anything is measured (default 20; 8 with --quick)
+          --clients N         concurrent clients of (a), (b), (d) and pgbench (default 32)
+          --light-ops N       least operations measured in (c), whatever the window (default 500)
+          --seed-rows N       finished operations inserted before (g) (default 1000000)
+          --wait-mode MODE    how (b) and (c) wait for the result: prefer (Prefer: wait, default) or long-poll
+          --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
+          --api-env NAME=VAL  extra environment for the API process, repeatable (e.g. Operations__MaxConcurrency=64,
+                              DOTNET_PerfMapEnabled=1 for perf); the JSON line lists them
+          --run-dir PATH      where the API's logs and pgbench's scripts go (default artifacts/benchmarks/<timestamp>)
+          --statements        diagnosis: load pg_stat_statements (a server restart before the API starts) and print the
+                              top statements of each API window; the extension costs a little, so say so when quoting
+
+        Prints progress on standard error and the results on standard output: a markdown table and one JSON line
+        starting with {"benchmark":. Exits 0 when everything was measured (also when targets are missed), 1 when
+        something broke (error answers, the API died, a step timed out), 2 on a usage error, 130 when interrupted.
+        """;
+
+    public int Runs { get; init; } = 3;
+
+    public bool Quick { get; init; }
+
+    public TimeSpan Window { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(3);
+
+    public TimeSpan ApiWarmup { get; init; } = TimeSpan.FromSeconds(20);
+
+    public int Clients { get; init; } = 32;
+
+    public int LightOperations { get; init; } = 500;
+
+    public int SeedRows { get; init; } = 1_000_000;
+
+    public WaitMode WaitMode { get; init; } = WaitMode.Prefer;
+
+    /// <summary>Whether to load pg_stat_statements and report the top statements of each API window.</summary>
+    public bool Statements { get; init; }
+
+    public required string ApiDll { get; init; }
+
+    public required string RunDirectory { get; init; }
+
+    /// <summary>Extra environment variables for the API process; empty for the production configuration.</summary>
+    public IReadOnlyDictionary<string, string> ApiEnvironment { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    /// <summary>The longest a request may be held by <c>Prefer: wait</c> or <c>?wait=</c>, in seconds.</summary>
+    public const int WaitSeconds = 30;
+
+    /// <summary>Rows in pgbench's primary-key SELECT table.</summary>
+    public const int SelectTableRows = 100_000;
+
+    /// <summary>Parses the command line; throws <see cref="ArgumentException"/> with a message for the user when it is wrong.</summary>
+    public static BenchmarkSettings Parse(IReadOnlyList<string> args, DateTimeOffset now)
+    {
+        bool quick = args.Contains("--quick", StringComparer.Ordinal);
+        int runs = quick ? 1 : 3;
+        int seconds = quick ? 5 : 10;
+        int warmup = quick ? 2 : 3;
+        int apiWarmup = quick ? 8 : 20;
+        int clients = 32;
+        int lightOperations = 500;
+        int seedRows = quick ? 100_000 : 1_000_000;
+        var waitMode = WaitMode.Prefer;
+        string apiDll = Path.Combine("src", "PollingApi", "bin", "Release", "net10.0", "PollingApi.dll");
+        string runDirectory = Path.Combine("artifacts", "benchmarks", now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var apiEnvironment = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool statements = false;
+
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{arg} needs a value.");
+            int Integer(int min, int max)
+            {
+                string value = Value();
+                return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed >= min && parsed <= max
+                    ? parsed
+                    : throw new ArgumentException($"{arg} must be a whole number from {min} to {max}, not '{value}'.");
+            }
+
+            switch (arg)
+            {
+                case "--quick":
+                    break;
+                case "--runs":
+                    runs = Integer(1, 15);
+                    break;
+                case "--seconds":
+                    seconds = Integer(1, 600);
+                    break;
+                case "--warmup":
+                    warmup = Integer(0, 120);
+                    break;
+                case "--api-warmup":
+                    apiWarmup = Integer(0, 600);
+                    break;
+                case "--clients":
+                    clients = Integer(1, 256);
+                    break;
+                case "--light-ops":
+                    lightOperations = Integer(1, 1_000_000);
+                    break;
+                case "--seed-rows":
+                    seedRows = Integer(0, 50_000_000);
+                    break;
+                case "--wait-mode":
+                    string mode = Value();
+                    waitMode = mode switch
+                    {
+                        "prefer" => WaitMode.Prefer,
+                        "long-poll" => WaitMode.LongPoll,
+                        _ => throw new ArgumentException($"--wait-mode must be prefer or long-poll, not '{mode}'."),
+                    };
+                    break;
+                case "--api-dll":
+                    apiDll = Value();
+                    break;
+                case "--run-dir":
+                    runDirectory = Value();
+                    break;
+                case "--statements":
+                    statements = true;
+                    break;
+                case "--api-env":
+                    string variable = Value();
+                    int equals = variable.IndexOf('=', StringComparison.Ordinal);
+                    if (equals < 1)
+                    {
+                        throw new ArgumentException($"--api-env must be NAME=VALUE, not '{variable}'.");
+                    }
+
+                    apiEnvironment[variable[..equals]] = variable[(equals + 1)..];
+                    break;
+                default:
+                    throw new ArgumentException($"Unknown argument '{arg}'.");
+            }
+        }
+
+        return new BenchmarkSettings
+        {
+            Quick = quick,
+            Runs = runs,
+            Window = TimeSpan.FromSeconds(seconds),
+            Warmup = TimeSpan.FromSeconds(warmup),
+            ApiWarmup = TimeSpan.FromSeconds(apiWarmup),
+            Clients = clients,
+            LightOperations = lightOperations,
+            SeedRows = seedRows,
+            WaitMode = waitMode,
+            ApiDll = Path.GetFullPath(apiDll),
+            RunDirectory = Path.GetFullPath(runDirectory),
+            ApiEnvironment = apiEnvironment,
+            Statements = statements,
+        };
+    }
+}

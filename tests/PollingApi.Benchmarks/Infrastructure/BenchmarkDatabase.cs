@@ -1,0 +1,229 @@
+using System.Diagnostics;
+using System.Globalization;
+using Npgsql;
+using PollingApi.LocalPostgres;
+
+namespace PollingApi.Benchmarks.Infrastructure;
+
+/// <summary>
+/// The driver's own SQL on the benchmark cluster: two databases (the API's and pgbench's), the pgbench tables,
+/// the durability check, the backlog of unfinished operations, and the finished rows seeded before (g).
+/// </summary>
+internal sealed class BenchmarkDatabase : IAsyncDisposable
+{
+    public const string ApiDatabase = "pollingapi";
+    public const string PgBenchDatabase = "bench";
+
+    private readonly NpgsqlDataSource _api;
+
+    private BenchmarkDatabase(NpgsqlDataSource api) => _api = api;
+
+    /// <summary>The settings a benchmark must not run without, as the server reports them.</summary>
+    public required IReadOnlyDictionary<string, string> Durability { get; init; }
+
+    /// <summary>Creates both databases and pgbench's tables; refuses a cluster whose commits are not durable.</summary>
+    public static async Task<BenchmarkDatabase> CreateAsync(LocalPostgresCluster cluster, int selectRows, CancellationToken cancellationToken)
+    {
+        var durability = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using (var admin = await OpenAsync(cluster.ConnectionString, cancellationToken))
+        {
+            foreach (string setting in (string[])["fsync", "synchronous_commit", "full_page_writes", "wal_sync_method", "shared_buffers", "server_version"])
+            {
+                await using var show = new NpgsqlCommand($"SHOW {setting}", admin);
+                durability[setting] = (string)(await show.ExecuteScalarAsync(cancellationToken))!;
+            }
+
+            if (durability["fsync"] != "on" || durability["synchronous_commit"] != "on")
+            {
+                throw new InvalidOperationException(
+                    $"The cluster is not durable (fsync={durability["fsync"]}, synchronous_commit={durability["synchronous_commit"]}); " +
+                    "the benchmark measures durable commits only.");
+            }
+
+            await ExecuteAsync(admin, $"CREATE DATABASE {ApiDatabase}", cancellationToken);
+            await ExecuteAsync(admin, $"CREATE DATABASE {PgBenchDatabase}", cancellationToken);
+        }
+
+        await using (var bench = await OpenAsync(cluster.ConnectionStringFor(PgBenchDatabase), cancellationToken))
+        {
+            await ExecuteAsync(bench, "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v int)", cancellationToken);
+            await ExecuteAsync(bench, "CREATE TABLE bench_select (id int PRIMARY KEY, v int)", cancellationToken);
+            await using var fill = new NpgsqlCommand("INSERT INTO bench_select (id, v) SELECT i, i FROM generate_series(1, @rows) AS i", bench);
+            fill.Parameters.AddWithValue("rows", selectRows);
+            await fill.ExecuteNonQueryAsync(cancellationToken);
+            await ExecuteAsync(bench, "VACUUM ANALYZE bench_select", cancellationToken);
+        }
+
+        return new BenchmarkDatabase(NpgsqlDataSource.Create(cluster.ConnectionStringFor(ApiDatabase)))
+        {
+            Durability = durability,
+        };
+    }
+
+    /// <summary>
+    /// Loads pg_stat_statements into the API's database: it must be preloaded, so the server is restarted (before the
+    /// API starts: nothing but the driver is connected).
+    /// </summary>
+    public static async Task EnableStatementsAsync(LocalPostgresCluster cluster, CancellationToken cancellationToken)
+    {
+        await using (var admin = await OpenAsync(cluster.ConnectionString, cancellationToken))
+        {
+            await ExecuteAsync(admin, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'", cancellationToken);
+        }
+
+        NpgsqlConnection.ClearAllPools();
+        await cluster.StopServerAsync(cancellationToken);
+        await cluster.StartServerAsync(cancellationToken);
+        await using var api = await OpenAsync(cluster.ConnectionStringFor(ApiDatabase), cancellationToken);
+        await ExecuteAsync(api, "CREATE EXTENSION pg_stat_statements", cancellationToken);
+    }
+
+    public async Task ResetStatementsAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _api.CreateCommand("SELECT pg_stat_statements_reset()");
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>The statements of the API's database that took the most execution time since the last reset, as text lines.</summary>
+    public async Task<IReadOnlyList<string>> TopStatementsAsync(int count, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT calls, total_exec_time, total_exec_time / greatest(calls, 1) AS mean_ms,
+                   100 * total_exec_time / nullif(sum(total_exec_time) OVER (), 0) AS share, rows,
+                   left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND query NOT LIKE '%pg_stat_statements%'
+            ORDER BY total_exec_time DESC
+            LIMIT @count
+            """;
+        await using var command = _api.CreateCommand(Sql);
+        command.Parameters.AddWithValue("count", count);
+        var lines = new List<string> { "    calls   total ms  mean ms  share      rows  statement" };
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            double share = reader.IsDBNull(3) ? 0 : reader.GetDouble(3);
+            lines.Add(string.Create(CultureInfo.InvariantCulture,
+                $"{reader.GetInt64(0),9} {reader.GetDouble(1),10:0.0} {reader.GetDouble(2),8:0.000} {share,5:0.0}% {reader.GetInt64(4),9}  {reader.GetString(5)}"));
+        }
+
+        return lines;
+    }
+
+    /// <summary>Operations not finished yet: pending (due or not) and running.</summary>
+    public async Task<long> CountUnfinishedAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _api.CreateCommand("SELECT count(*) FROM operations WHERE status IN ('pending', 'running')");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    public async Task<long> CountOperationsAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _api.CreateCommand("SELECT count(*) FROM operations");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>
+    /// Waits until the workers have finished every operation; returns how many there were and how long it took.
+    /// Throws when they are not done within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<(long Backlog, TimeSpan Elapsed)> WaitForBacklogAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        long backlog = await CountUnfinishedAsync(cancellationToken);
+        long left = backlog;
+        while (left > 0)
+        {
+            if (watch.Elapsed > timeout)
+            {
+                throw new TimeoutException($"{left} of {backlog} operations were still unfinished after {timeout.TotalSeconds:0} s.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+            left = await CountUnfinishedAsync(cancellationToken);
+        }
+
+        return (backlog, backlog == 0 ? TimeSpan.Zero : watch.Elapsed);
+    }
+
+    /// <summary>Ids of up to <paramref name="count"/> succeeded operations, the newest first.</summary>
+    public async Task<Guid[]> FinishedIdsAsync(int count, CancellationToken cancellationToken)
+    {
+        await using var command = _api.CreateCommand("SELECT id FROM operations WHERE status = 'succeeded' ORDER BY id DESC LIMIT @count");
+        command.Parameters.AddWithValue("count", count);
+        var ids = new List<Guid>(count);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            ids.Add(reader.GetGuid(0));
+        }
+
+        return [.. ids];
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="rows"/> succeeded <c>diagnostics.sleep</c> operations, shaped like the rows the API writes,
+    /// created evenly over the last day in id order (as production would have inserted them), then VACUUM ANALYZE and a
+    /// CHECKPOINT, so the measurement after it neither finds a stale plan nor pays for the seed's dirty pages.
+    /// </summary>
+    public async Task SeedFinishedOperationsAsync(int rows, CancellationToken cancellationToken)
+    {
+        // UUIDv7 ids built from gen_random_uuid() (version 4: 122 random bits, variant 10): the first 48 bits are
+        // replaced by the Unix time in milliseconds, the version nibble by 7. PostgreSQL 15 has no uuidv7().
+        const string Sql = """
+            INSERT INTO operations (id, owner, kind, status, payload, result, error, idempotency_key, request_hash, attempts,
+                                    max_attempts, next_attempt_at, locked_by, locked_until, cancel_requested, progress,
+                                    trace_parent, created_at, updated_at, completed_at, started_at, version)
+            SELECT encode(set_byte(overlay(uuid_send(gen_random_uuid())
+                                           PLACING substring(int8send((extract(epoch FROM t.created_at) * 1000)::bigint) FROM 3)
+                                           FROM 1 FOR 6),
+                                   6, 112 | floor(random() * 16)::int), 'hex')::uuid,
+                   'default', 'diagnostics.sleep', 'succeeded',
+                   '{"durationMs": 0, "failTimes": 0, "failPermanently": false}'::jsonb,
+                   '{"sleptMs": 0, "attempt": 1}'::jsonb,
+                   NULL, NULL, NULL, 1, 5, t.created_at, NULL, NULL, false, NULL,
+                   '00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-00',
+                   t.created_at, t.created_at + interval '2 ms', t.created_at + interval '2 ms', t.created_at + interval '1 ms', 3
+            FROM (SELECT now() - interval '1 day' + (interval '1 day' - interval '1 minute') * i / @rows AS created_at
+                  FROM generate_series(0, @rows - 1) AS i) AS t
+            """;
+        await using var connection = await _api.OpenConnectionAsync(cancellationToken);
+        await using (var insert = new NpgsqlCommand(Sql, connection) { CommandTimeout = 1800 })
+        {
+            insert.Parameters.AddWithValue("rows", rows);
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using (var vacuum = new NpgsqlCommand("VACUUM ANALYZE operations", connection) { CommandTimeout = 1800 })
+        {
+            await vacuum.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using var checkpoint = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 600 };
+        await checkpoint.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public ValueTask DisposeAsync() => _api.DisposeAsync();
+
+    private static async Task<NpgsqlConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        var connection = new NpgsqlConnection(connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 600 };
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+
+namespace PollingApi.Benchmarks.Load;
+
+/// <summary>
+/// The client steps the scenarios repeat, each checking that the answer is what the contract promises
+/// (anything else is an error, never a counted request).
+/// </summary>
+internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds)
+{
+    private static readonly byte[] NoOpSleep = "{\"durationMs\":0}"u8.ToArray();
+    private static readonly byte[] SucceededStatus = "\"status\":\"succeeded\""u8.ToArray();
+
+    private readonly Uri _sleep = new(baseAddress, "v1/diagnostics/sleep");
+    private readonly string _prefer = $"respond-async, wait={waitSeconds.ToString(CultureInfo.InvariantCulture)}";
+    private readonly string _waitQuery = $"?wait={waitSeconds.ToString(CultureInfo.InvariantCulture)}";
+
+    /// <summary>One HTTP client, keep-alive HTTP/1.1 connections to loopback, as many as there are clients.</summary>
+    public static HttpClient CreateHttpClient(int clients) => new(new SocketsHttpHandler
+    {
+        MaxConnectionsPerServer = clients + 8,
+        PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(10),
+        UseProxy = false,
+        UseCookies = false,
+        AllowAutoRedirect = false,
+        AutomaticDecompression = DecompressionMethods.None,
+        ConnectTimeout = TimeSpan.FromSeconds(10),
+    })
+    {
+        DefaultRequestVersion = HttpVersion.Version11,
+        DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        Timeout = TimeSpan.FromSeconds(90),
+    };
+
+    /// <summary>(a): submit a no-op and expect 202 with a Location.</summary>
+    public async Task<StepOutcome> SubmitAsync(CancellationToken cancellationToken)
+    {
+        using var request = SubmitRequest(prefer: false);
+        return await SendAsync(request, async response =>
+        {
+            await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            return response.StatusCode == HttpStatusCode.Accepted && response.Headers.Location is not null
+                ? StepOutcome.Ok
+                : await Unexpected("POST /v1/diagnostics/sleep", "202 with Location", response, cancellationToken);
+        }, cancellationToken);
+    }
+
+    /// <summary>(b), (c): submit a no-op and wait for its result, as <paramref name="mode"/> says.</summary>
+    public Task<StepOutcome> SubmitAndWaitAsync(WaitMode mode, CancellationToken cancellationToken) =>
+        mode == WaitMode.Prefer ? SubmitPreferWaitAsync(cancellationToken) : SubmitThenLongPollAsync(cancellationToken);
+
+    /// <summary>(d): read a finished operation and expect 200.</summary>
+    public async Task<StepOutcome> ReadFinishedAsync(Guid id, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseAddress, $"v1/operations/{id:D}"));
+        return await SendAsync(request, async response =>
+        {
+            byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            return response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf(SucceededStatus) >= 0
+                ? StepOutcome.Ok
+                : await Unexpected("GET /v1/operations/{id}", "200 succeeded", response, cancellationToken, body);
+        }, cancellationToken);
+    }
+
+    /// <summary>One request: <c>Prefer: wait</c> answers 200 with the finished operation; a 202 (the wait ran out) is long-polled.</summary>
+    private async Task<StepOutcome> SubmitPreferWaitAsync(CancellationToken cancellationToken)
+    {
+        using var request = SubmitRequest(prefer: true);
+        return await SendAsync(request, async response =>
+        {
+            byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            if (response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf(SucceededStatus) >= 0)
+            {
+                return StepOutcome.Ok;
+            }
+
+            if (response.StatusCode == HttpStatusCode.Accepted && response.Headers.Location is { } location)
+            {
+                var polled = await LongPollAsync(location, cancellationToken);
+                return polled with { UsedFallback = true };
+            }
+
+            return await Unexpected("POST /v1/diagnostics/sleep with Prefer: wait", "200 succeeded (or 202)", response, cancellationToken, body);
+        }, cancellationToken);
+    }
+
+    /// <summary>Two requests: submit (202), then <c>GET {Location}?wait=N</c> until 200.</summary>
+    private async Task<StepOutcome> SubmitThenLongPollAsync(CancellationToken cancellationToken)
+    {
+        using var request = SubmitRequest(prefer: false);
+        return await SendAsync(request, async response =>
+        {
+            await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            return response.StatusCode == HttpStatusCode.Accepted && response.Headers.Location is { } location
+                ? await LongPollAsync(location, cancellationToken)
+                : await Unexpected("POST /v1/diagnostics/sleep", "202 with Location", response, cancellationToken);
+        }, cancellationToken);
+    }
+
+    private async Task<StepOutcome> LongPollAsync(Uri location, CancellationToken cancellationToken)
+    {
+        var poll = new Uri(location + _waitQuery);
+        // A no-op finishes in milliseconds; three waits of N seconds each without a result is a failure.
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, poll);
+            var outcome = await SendAsync(request, async response =>
+            {
+                byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                if (response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf(SucceededStatus) >= 0)
+                {
+                    return StepOutcome.Ok;
+                }
+
+                return response.StatusCode == HttpStatusCode.Accepted
+                    ? new StepOutcome("still running")
+                    : await Unexpected("GET /v1/operations/{id}?wait=N", "200 succeeded (or 202)", response, cancellationToken, body);
+            }, cancellationToken);
+            if (outcome.Error != "still running")
+            {
+                return outcome;
+            }
+        }
+
+        return new StepOutcome($"GET {location}{_waitQuery}: still not done after 3 waits of {waitSeconds} s");
+    }
+
+    private HttpRequestMessage SubmitRequest(bool prefer)
+    {
+        var content = new ByteArrayContent(NoOpSleep);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        var request = new HttpRequestMessage(HttpMethod.Post, _sleep) { Content = content };
+        if (prefer)
+        {
+            request.Headers.TryAddWithoutValidation("Prefer", _prefer);
+        }
+
+        return request;
+    }
+
+    /// <summary>Sends a request; a transport failure or a timeout is an error outcome, a cancelled run is not.</summary>
+    private async Task<StepOutcome> SendAsync(HttpRequestMessage request, Func<HttpResponseMessage, Task<StepOutcome>> check,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            return await check(response);
+        }
+        catch (HttpRequestException ex)
+        {
+            return new StepOutcome($"{request.Method} {request.RequestUri?.AbsolutePath}: transport error {ex.Message}");
+        }
+        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new StepOutcome($"{request.Method} {request.RequestUri?.AbsolutePath}: no answer within {http.Timeout.TotalSeconds:0} s");
+        }
+    }
+
+    private static async Task<StepOutcome> Unexpected(string what, string expected, HttpResponseMessage response, CancellationToken cancellationToken,
+        byte[]? body = null)
+    {
+        body ??= await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        string text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, 300));
+        return new StepOutcome($"{what}: expected {expected}, got {((int)response.StatusCode).ToString(CultureInfo.InvariantCulture)} {text}");
+    }
+}

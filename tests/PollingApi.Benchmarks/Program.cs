@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using PollingApi.Benchmarks;
+using PollingApi.Benchmarks.Infrastructure;
+using PollingApi.LocalPostgres;
+
+const int Measured = 0;
+const int Broken = 1;
+const int UsageError = 2;
+const int Interrupted = 130;
+
+if (args.Contains("--help", StringComparer.Ordinal) || args.Contains("-h", StringComparer.Ordinal))
+{
+    Console.WriteLine(BenchmarkSettings.Usage);
+    return Measured;
+}
+
+BenchmarkSettings settings;
+try
+{
+    settings = BenchmarkSettings.Parse(args, TimeProvider.System.GetUtcNow());
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine(ex.Message);
+    Console.Error.WriteLine(BenchmarkSettings.Usage);
+    return UsageError;
+}
+
+if (!File.Exists(settings.ApiDll))
+{
+    Console.Error.WriteLine($"{settings.ApiDll} does not exist: build src/PollingApi in Release first (scripts/bench.sh does).");
+    return UsageError;
+}
+
+if (!LocalPostgresCluster.IsAvailable)
+{
+    Console.Error.WriteLine("initdb and pg_ctl were not found: install the PostgreSQL server binaries (apt-get install postgresql).");
+    return Broken;
+}
+
+// Ctrl+C (or SIGTERM) cancels the run; the finally blocks then stop the API and delete the cluster.
+// A second signal is not intercepted, so it ends the driver at once.
+using var interrupt = new CancellationTokenSource();
+void OnSignal(PosixSignalContext signal)
+{
+    if (interrupt.IsCancellationRequested)
+    {
+        return;
+    }
+
+    signal.Cancel = true;
+    Console.Error.WriteLine($"{signal.Signal}: stopping the API and the cluster (send it again to quit at once)");
+    interrupt.Cancel();
+}
+
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, OnSignal);
+
+var startedAt = TimeProvider.System.GetUtcNow();
+var total = Stopwatch.StartNew();
+double[] loadAverage = ReadLoadAverage();
+Directory.CreateDirectory(settings.RunDirectory);
+var progress = Console.Error;
+progress.WriteLine(
+    $"benchmark: {settings.Runs} run(s), {settings.Window.TotalSeconds:0} s windows after {settings.Warmup.TotalSeconds:0} s warm-up, " +
+    $"{settings.Clients} clients, (g) with {settings.SeedRows:N0} rows; load average at start " +
+    $"{string.Join(' ', loadAverage.Select(l => l.ToString("0.00", CultureInfo.InvariantCulture)))} on {Environment.ProcessorCount} cores; " +
+    $"logs in {settings.RunDirectory}");
+
+var runs = new List<RunResult>();
+string? failure = null;
+try
+{
+    for (int run = 1; run <= settings.Runs; run++)
+    {
+        runs.Add(await new BenchmarkRun(settings, run, progress).ExecuteAsync(interrupt.Token));
+    }
+}
+catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+{
+    progress.WriteLine($"interrupted after {total.Elapsed.TotalSeconds:0} s");
+    return Interrupted;
+}
+catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or Npgsql.NpgsqlException
+                               or HttpRequestException or System.ComponentModel.Win32Exception)
+{
+    // Something broke (the cluster, the API, pgbench, a step that timed out): report what was measured before it.
+    failure = ex.Message;
+    progress.WriteLine($"BROKEN after {total.Elapsed.TotalSeconds:0} s: {ex}");
+}
+
+long errors = runs.Sum(run => run.Loads.Sum(load => load.Result.Errors));
+if (runs.Count > 0)
+{
+    Console.WriteLine(BenchmarkReport.Markdown(settings, runs, loadAverage));
+    foreach (var (scenario, load) in runs.SelectMany(run => run.Loads).Where(l => l.Result.Errors > 0))
+    {
+        Console.WriteLine($"ERRORS in ({scenario}): {load.Errors}, e.g. {string.Join(" | ", load.ErrorSamples)}");
+    }
+}
+
+if (failure is not null)
+{
+    Console.WriteLine($"FAILED: {failure}");
+}
+
+Console.WriteLine(BenchmarkReport.Json(settings, runs, startedAt, total.Elapsed.TotalSeconds, loadAverage, errors, failure));
+progress.WriteLine($"benchmark took {total.Elapsed.TotalSeconds:0} s; logs in {settings.RunDirectory}");
+return failure is null && errors == 0 ? Measured : Broken;
+
+static double[] ReadLoadAverage()
+{
+    try
+    {
+        return File.ReadAllText("/proc/loadavg").Split(' ').Take(3).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+    }
+    catch (IOException)
+    {
+        return [];
+    }
+}
