@@ -52,6 +52,13 @@ public static class OperationsServiceCollectionExtensions
             {
                 dataSource.ConnectionStringBuilder.MaxAutoPrepare = 64;
             }
+
+            // No statement leaves session state behind (advisory locks are released and LISTEN undone explicitly), so
+            // skip the six-statement reset Npgsql otherwise sends each time a pooled connection is reused.
+            if (!connectionString.Contains("No Reset On Close", StringComparison.OrdinalIgnoreCase))
+            {
+                dataSource.ConnectionStringBuilder.NoResetOnClose = true;
+            }
         });
         services.AddSingleton(new OperationsDatabase(connectionString));
         services.AddSingleton<DatabaseMigrator>();

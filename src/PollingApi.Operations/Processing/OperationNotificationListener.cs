@@ -15,6 +15,7 @@ public sealed partial class OperationNotificationListener(
     OperationWaiters waiters,
     OperationPump pump,
     OperationWakeSignal wakeSignal,
+    NodeIdentity node,
     TimeProvider timeProvider,
     ILogger<OperationNotificationListener> logger) : BackgroundService
 {
@@ -56,6 +57,23 @@ public sealed partial class OperationNotificationListener(
     private async Task ListenAsync(CancellationToken stoppingToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(stoppingToken).ConfigureAwait(false);
+        try
+        {
+            await ListenOnAsync(connection, stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Pooled connections are not reset on reuse: undo LISTEN before this one goes back to the pool.
+            if (connection.State == System.Data.ConnectionState.Open)
+            {
+                await using var unlisten = new NpgsqlCommand("UNLISTEN *", connection);
+                await unlisten.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task ListenOnAsync(NpgsqlConnection connection, CancellationToken stoppingToken)
+    {
         connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
         await using (var listen = new NpgsqlCommand(
             $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}", connection))
@@ -84,7 +102,11 @@ public sealed partial class OperationNotificationListener(
     {
         if (channel == OperationNotifier.PendingChannel)
         {
-            wakeSignal.Wake();
+            if (payload != node.Id)
+            {
+                wakeSignal.Wake();
+            }
+
             return;
         }
 

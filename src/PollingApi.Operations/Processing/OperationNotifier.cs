@@ -16,7 +16,8 @@ namespace PollingApi.Operations.Processing;
 /// after a commit), waiting requests still answer at their deadline, workers still poll every
 /// <see cref="OperationsOptions.PollInterval"/>, and lease renewal still carries cancellation requests.
 /// </remarks>
-public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, ILogger<OperationNotifier> logger) : BackgroundService
+public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, NodeIdentity node, ILogger<OperationNotifier> logger)
+    : BackgroundService
 {
     public const string DoneChannel = "pollingapi_operation_done";
     public const string CancelChannel = "pollingapi_operation_cancel";
@@ -72,8 +73,9 @@ public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, ILogg
         {
             if (group.Key == PendingChannel)
             {
+                // Signed with the node's id: the node woke its own worker in-process already and ignores its echo.
                 channels.Add(PendingChannel);
-                payloads.Add("");
+                payloads.Add(node.Id);
                 continue;
             }
 
