@@ -187,6 +187,9 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     /// <remarks>
     /// The locking subquery is a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
     /// a nested-loop semi join can run the subquery once per outer row and claim far more than <c>n</c> rows.
+    /// The outer WHERE names only the id: the CTE's row locks already guarantee the rows are pending (a locked row's
+    /// condition is rechecked when the lock is taken), and a status condition there lets the planner scan the whole
+    /// partial index of pending rows instead of looking each id up by primary key.
     /// </remarks>
     public async Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
         CancellationToken cancellationToken)
@@ -202,7 +205,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
                 started_at = @now, updated_at = @now, version = o.version + 1
             FROM claimable
-            WHERE o.id = claimable.id AND o.status = 'pending'
+            WHERE o.id = claimable.id
             RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
