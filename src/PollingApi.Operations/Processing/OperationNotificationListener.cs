@@ -21,9 +21,6 @@ public sealed partial class OperationNotificationListener(
 {
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
-    /// <summary>Completed each time the listener is connected and listening (for tests and readiness).</summary>
-    public bool IsListening { get; private set; }
-
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var backoff = TimeSpan.Zero;
@@ -39,7 +36,6 @@ public sealed partial class OperationNotificationListener(
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException or IOException)
             {
-                IsListening = false;
                 backoff = backoff == TimeSpan.Zero ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                 LogDisconnected(ex, backoff);
                 try
@@ -81,7 +77,6 @@ public sealed partial class OperationNotificationListener(
             await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
         }
 
-        IsListening = true;
         LogListening();
         // Anything that happened while no one was listening: let waiters read again, and look for work.
         waiters.NotifyAll();
