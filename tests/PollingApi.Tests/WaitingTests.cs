@@ -107,6 +107,52 @@ public sealed class WaitingTests(PollingApiFactory factory) : IClassFixture<Poll
         Assert.True(problem.GetProperty("errors").TryGetProperty("wait", out _));
     }
 
+    [Fact]
+    public async Task OnAnIdleWorkerASubmitIsStoredAlreadyRunningAndPreferWaitIsAnsweredFromItsCompletion()
+    {
+        // Once the worker's last claim found the queue empty, a submit takes a free handler slot as it is stored.
+        ApiResponse submitted = null!;
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            submitted = await _client.SubmitSleepAsync("""{"durationMs": 100}""");
+            return submitted.Json.GetProperty("status").GetString() == "running";
+        }, TimeSpan.FromSeconds(20));
+
+        Assert.Equal(HttpStatusCode.Accepted, submitted.Status);
+        Assert.Equal(1, submitted.Json.GetProperty("attempts").GetInt32());
+        Assert.NotNull(submitted.Json.GetProperty("links").GetProperty("cancel").GetString());
+        Assert.True(RetryAfter.Seconds(submitted) >= 1);
+        var done = await _client.PollUntilDoneAsync(submitted.Headers.Location!, TimeSpan.FromSeconds(20));
+        Assert.Equal("succeeded", done.Json.GetProperty("status").GetString());
+        Assert.Equal(1, done.Json.GetProperty("attempts").GetInt32());
+        var id = submitted.Json.GetProperty("id").GetGuid();
+        Assert.True(await ClaimedAsStoredAsync(id), "the row's first attempt started when it was created: no claim took it later");
+
+        ApiResponse waited = null!;
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            waited = await SubmitAsync("""{"durationMs": 0}""", "wait=10");
+            return await ClaimedAsStoredAsync(waited.Json.GetProperty("id").GetGuid());
+        }, TimeSpan.FromSeconds(20));
+        Assert.Equal(HttpStatusCode.OK, waited.Status);
+        Assert.Equal("wait=10", waited.Header("Preference-Applied"));
+        Assert.Equal("succeeded", waited.Json.GetProperty("status").GetString());
+        Assert.Equal(0, waited.Json.GetProperty("result").GetProperty("sleptMs").GetInt32());
+        // The answer is the row as the completion stored it.
+        var read = await _client.FetchAsync(waited.Headers.Location!);
+        Assert.Equal(read.Header("ETag"), waited.Header("ETag"));
+        Assert.Equal(read.Json.GetRawText(), waited.Json.GetRawText());
+    }
+
+    private async Task<bool> ClaimedAsStoredAsync(Guid id)
+    {
+        await using var connection = new NpgsqlConnection(factory.DatabaseConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT started_at = created_at AND attempts = 1 FROM operations WHERE id = @id", connection);
+        command.Parameters.AddWithValue("id", id);
+        return await command.ExecuteScalarAsync() is true;
+    }
+
     private Task<ApiResponse> SubmitAsync(string json, string prefer) =>
         _client.SendAsync(HttpMethod.Post, PollingApiClient.SleepRoute, PollingApiClient.JsonBody(json),
             request => request.Headers.TryAddWithoutValidation("Prefer", prefer));

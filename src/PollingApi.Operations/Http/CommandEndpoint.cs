@@ -58,7 +58,7 @@ internal static class CommandEndpoint
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,
                 ResponseHeaders.IdempotentReplayed))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
-                "The command is stored (committed) as a pending operation: poll its Location.",
+                "The command is stored (committed) as an operation, pending or already running on this node: poll its Location.",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag,
                 ResponseHeaders.IdempotentReplayed))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status422UnprocessableEntity,
@@ -131,7 +131,9 @@ internal static class CommandEndpoint
         string payload = JsonSerializer.Serialize(request, OperationJson.Options);
         byte[]? requestHash = idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload);
 
+        // Whole microseconds, as PostgreSQL keeps them: the answer shows the times a later read of the row shows.
         var now = timeProvider.GetUtcNow();
+        now = now.AddTicks(-(now.Ticks % 10));
         var operation = new NewOperation(Guid.CreateVersion7(now), OperationOwner.Default, command.Kind, payload,
             command.MaxAttempts ?? options.DefaultMaxAttempts, Activity.Current?.Id, idempotencyKey, requestHash);
 
@@ -139,7 +141,9 @@ internal static class CommandEndpoint
         var waiter = wait > TimeSpan.Zero ? waiters.Register(operation.Id) : null;
         try
         {
-            var row = await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
+            var row = idempotencyKey is null
+                ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration).ConfigureAwait(false)
+                : await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
             bool replayed = false;
             if (row is null)
             {
@@ -170,9 +174,9 @@ internal static class CommandEndpoint
                 }
             }
 
-            if (!replayed)
+            if (!replayed && row.Status == OperationStatus.Pending)
             {
-                services.GetRequiredService<OperationWakeSignal>().Wake();
+                services.GetRequiredService<OperationPump>().NotePending();
                 services.GetRequiredService<OperationNotifier>().Pending();
             }
 
@@ -194,6 +198,39 @@ internal static class CommandEndpoint
         {
             waiter?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Stores an operation without an idempotency key through the group-committed insert. When this node's worker
+    /// has a slot to spare, the row is stored already claimed by this node and the worker runs it at once, with no
+    /// claim statement and no wake-up in between.
+    /// </summary>
+    private static async Task<OperationRow> InsertAsync(IServiceProvider services, NewOperation operation, DateTime createdAt,
+        TimeSpan leaseDuration)
+    {
+        var pump = services.GetRequiredService<OperationPump>();
+        bool claim = pump.TryPromiseSlot();
+        var insert = new OperationInsert(operation, createdAt, claim ? services.GetRequiredService<NodeIdentity>().Id : null);
+        bool committed = false;
+        try
+        {
+            await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert).ConfigureAwait(false);
+            committed = true;
+        }
+        finally
+        {
+            if (claim && !committed)
+            {
+                pump.BreakPromise();
+            }
+        }
+
+        if (claim)
+        {
+            pump.RunPromised(insert.ToClaimed());
+        }
+
+        return insert.ToRow(leaseDuration);
     }
 
     /// <summary>1 to 255 printable ASCII characters.</summary>

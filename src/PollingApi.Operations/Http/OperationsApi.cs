@@ -325,9 +325,21 @@ public static class OperationsApi
             while (true)
             {
                 var remaining = deadline - timeProvider.GetUtcNow();
-                if (remaining <= TimeSpan.Zero || !await waiter.WaitAsync(remaining, timeProvider, cancellationToken).ConfigureAwait(false))
+                if (remaining <= TimeSpan.Zero)
                 {
                     return row;
+                }
+
+                var wakeUp = await waiter.WaitAsync(remaining, timeProvider, cancellationToken).ConfigureAwait(false);
+                if (!wakeUp.Notified)
+                {
+                    return row;
+                }
+
+                // This node's worker finished it and handed over the row its completion returned: nothing to read.
+                if (wakeUp.Current is { } finished && OperationStatus.IsTerminal(finished.Status))
+                {
+                    return finished;
                 }
 
                 // Woken: register again before reading, so a completion right after the read is not missed.

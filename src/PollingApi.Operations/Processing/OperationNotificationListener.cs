@@ -14,7 +14,6 @@ public sealed partial class OperationNotificationListener(
     NpgsqlDataSource dataSource,
     OperationWaiters waiters,
     OperationPump pump,
-    OperationWakeSignal wakeSignal,
     NodeIdentity node,
     TimeProvider timeProvider,
     ILogger<OperationNotificationListener> logger) : BackgroundService
@@ -80,7 +79,7 @@ public sealed partial class OperationNotificationListener(
         LogListening();
         // Anything that happened while no one was listening: let waiters read again, and look for work.
         waiters.NotifyAll();
-        wakeSignal.Wake();
+        pump.NotePending();
         while (true)
         {
             // The timeout makes a dead connection (no RST after a server crash) show up as an error.
@@ -99,7 +98,7 @@ public sealed partial class OperationNotificationListener(
         {
             if (payload != node.Id)
             {
-                wakeSignal.Wake();
+                pump.NotePending();
             }
 
             return;

@@ -15,9 +15,17 @@ namespace PollingApi.Operations.Processing;
 /// nothing more, lets running handlers finish within <see cref="OperationsOptions.ShutdownTimeout"/>,
 /// then cancels the rest and gives their operations back to <c>pending</c>.
 /// </summary>
+/// <remarks>
+/// Work submitted on this node can skip the claim: while a handler slot is free and the last claim found the
+/// queue empty, the submit promises itself a slot (<see cref="TryPromiseSlot"/>), inserts its row already running
+/// under this node's lease and hands it over (<see cref="RunPromised"/>). Once a claim comes back full, or another
+/// node announces pending work, or every slot is busy, submits queue as pending again until a claim finds the
+/// queue empty, so work waiting in the table is never starved by new local work.
+/// </remarks>
 public sealed partial class OperationPump(
     NpgsqlDataSource dataSource,
     OperationStore store,
+    OperationBatchWriter batchWriter,
     CommandRegistry commands,
     OperationWakeSignal wakeSignal,
     OperationWaiters waiters,
@@ -34,8 +42,85 @@ public sealed partial class OperationPump(
     private readonly ConcurrentDictionary<Guid, RunningOperation> _running = new();
     private readonly OperationsOptions _options = options.Value;
 
+    // Slot accounting, under _slots: _busy counts handlers running plus slots reserved for a claim in flight or
+    // promised to a submit whose insert has not committed yet (_promised).
+    private readonly Lock _slots = new();
+    private int _busy;
+    private int _promised;
+    private bool _accepting;
+    private bool _queueMayHaveWork = true;
+    private TaskCompletionSource? _promisesSettled;
+    private CancellationToken _handlerToken;
+
     /// <summary>How many handlers this pump is running now.</summary>
     public int RunningCount => _running.Count;
+
+    /// <summary>
+    /// Promises a handler slot to an operation about to be inserted already claimed by this node. False when the
+    /// pump is not running, no slot is free, or work may be waiting in the table: insert it pending then.
+    /// </summary>
+    internal bool TryPromiseSlot()
+    {
+        lock (_slots)
+        {
+            if (!_accepting || _queueMayHaveWork || _busy >= _options.MaxConcurrency)
+            {
+                return false;
+            }
+
+            _busy++;
+            _promised++;
+            return true;
+        }
+    }
+
+    /// <summary>Runs an operation whose insert, claimed by this node, has committed. Stopping, it leaves it to the release.</summary>
+    internal void RunPromised(ClaimedOperation operation)
+    {
+        lock (_slots)
+        {
+            _promised--;
+            if (_accepting)
+            {
+                // Inside the lock, so a stop cannot take its snapshot of running handlers between the check and the start.
+                Start(operation, _handlerToken);
+                return;
+            }
+
+            _busy--;
+            SettlePromisesIfStopped();
+        }
+    }
+
+    /// <summary>Gives back a promised slot whose insert failed.</summary>
+    internal void BreakPromise()
+    {
+        lock (_slots)
+        {
+            _promised--;
+            _busy--;
+            SettlePromisesIfStopped();
+        }
+    }
+
+    /// <summary>An operation was stored pending (here or on another node): claim before promising slots to submits again.</summary>
+    public void NotePending()
+    {
+        lock (_slots)
+        {
+            _queueMayHaveWork = true;
+        }
+
+        wakeSignal.Wake();
+    }
+
+    private void SettlePromisesIfStopped()
+    {
+        if (!_accepting && _promised == 0)
+        {
+            _promisesSettled?.TrySetResult();
+        }
+    }
 
     /// <summary>Runs until <paramref name="stoppingToken"/> fires, then shuts down gracefully and returns.</summary>
     public async Task RunAsync(CancellationToken stoppingToken)
@@ -43,6 +128,13 @@ public sealed partial class OperationPump(
         using var handlerAbort = new CancellationTokenSource();
         using var renewalStop = new CancellationTokenSource();
         Task renewal = RenewLeasesUntilStoppedAsync(renewalStop.Token);
+        lock (_slots)
+        {
+            _handlerToken = handlerAbort.Token;
+            _accepting = true;
+            _queueMayHaveWork = true;
+        }
+
         LogStarted(node.Id, _options.MaxConcurrency);
         try
         {
@@ -50,10 +142,33 @@ public sealed partial class OperationPump(
         }
         finally
         {
+            await StopAcceptingAsync().ConfigureAwait(false);
             await DrainAsync(handlerAbort).ConfigureAwait(false);
             await renewalStop.CancelAsync().ConfigureAwait(false);
             await renewal.ConfigureAwait(false);
             await ReleaseLeasesAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Promises no more slots, and waits (within the shutdown timeout) for the inserts of those promised.</summary>
+    private async Task StopAcceptingAsync()
+    {
+        Task settled;
+        lock (_slots)
+        {
+            _accepting = false;
+            _promisesSettled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            SettlePromisesIfStopped();
+            settled = _promisesSettled.Task;
+        }
+
+        try
+        {
+            await settled.WaitAsync(_options.ShutdownTimeout, timeProvider).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // An insert still in flight: if it commits, its row is running under this node and is released below.
         }
     }
 
@@ -62,7 +177,18 @@ public sealed partial class OperationPump(
         var databaseBackoff = TimeSpan.Zero;
         while (!stoppingToken.IsCancellationRequested)
         {
-            int free = _options.MaxConcurrency - _running.Count;
+            int free;
+            lock (_slots)
+            {
+                free = Math.Max(_options.MaxConcurrency - _busy, 0);
+                _busy += free;
+                if (free == 0)
+                {
+                    // Every slot is busy, so nothing can tell whether work waits: claim when one frees.
+                    _queueMayHaveWork = true;
+                }
+            }
+
             int claimedCount = 0;
             if (free > 0)
             {
@@ -77,6 +203,11 @@ public sealed partial class OperationPump(
                         Start(operation, handlerToken);
                     }
 
+                    lock (_slots)
+                    {
+                        _queueMayHaveWork = claimedCount == free;
+                    }
+
                     databaseBackoff = TimeSpan.Zero;
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -89,6 +220,13 @@ public sealed partial class OperationPump(
                     LogClaimFailed(ex, databaseBackoff);
                     await DelayAsync(databaseBackoff, stoppingToken).ConfigureAwait(false);
                     continue;
+                }
+                finally
+                {
+                    lock (_slots)
+                    {
+                        _busy -= free - claimedCount;
+                    }
                 }
             }
 
@@ -161,7 +299,18 @@ public sealed partial class OperationPump(
         {
             _running.TryRemove(operation.Id, out _);
             cancellation.Dispose();
-            wakeSignal.Wake();
+            bool claimNow;
+            lock (_slots)
+            {
+                _busy--;
+                claimNow = _queueMayHaveWork;
+            }
+
+            // A freed slot is worth a claim only when work may be waiting; an empty queue costs no statement.
+            if (claimNow)
+            {
+                wakeSignal.Wake();
+            }
         }
     }
 
@@ -243,8 +392,15 @@ public sealed partial class OperationPump(
             return;
         }
 
-        bool stored = await WriteOutcomeAsync(operation, ct => store.CompleteAsync(operation.Id, node.Id, operation.Attempts,
-            resultJson, Now(), ct)).ConfigureAwait(false);
+        // Successes are the common outcome: they share group commits with the other handlers' successes, and the
+        // row the completion returns goes to the requests waiting here.
+        OperationRow? completed = null;
+        bool stored = await WriteOutcomeAsync(operation, async _ =>
+        {
+            completed = await batchWriter.CompleteAsync(new OperationCompletion(operation.Id, node.Id, operation.Attempts, resultJson, Now()))
+                .ConfigureAwait(false);
+            return completed is not null;
+        }, current: () => completed).ConfigureAwait(false);
         if (stored)
         {
             LogSucceeded();
@@ -298,7 +454,8 @@ public sealed partial class OperationPump(
     /// Returns false when the write was fenced out (the lease was lost) or could not be made in time; in both
     /// cases lease rescue hands the operation to another attempt.
     /// </summary>
-    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write, bool terminal = true)
+    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write, bool terminal = true,
+        Func<OperationRow?>? current = null)
     {
         var deadline = timeProvider.GetUtcNow() + _options.LeaseDuration;
         var delay = TimeSpan.Zero;
@@ -314,7 +471,7 @@ public sealed partial class OperationPump(
                 else if (terminal)
                 {
                     // Local waiters learn of the outcome at once, other nodes' waiters through a notification.
-                    waiters.Notify(operation.Id);
+                    waiters.Notify(operation.Id, current?.Invoke());
                     notifier.Done(operation.Id);
                 }
 

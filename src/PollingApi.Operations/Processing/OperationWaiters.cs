@@ -1,3 +1,5 @@
+using PollingApi.Operations.Storage;
+
 namespace PollingApi.Operations.Processing;
 
 /// <summary>
@@ -7,7 +9,7 @@ namespace PollingApi.Operations.Processing;
 /// </summary>
 public sealed class OperationWaiters
 {
-    private readonly Dictionary<Guid, List<TaskCompletionSource>> _waiting = [];
+    private readonly Dictionary<Guid, List<TaskCompletionSource<OperationRow?>>> _waiting = [];
     private readonly Lock _lock = new();
 
     /// <summary>How many requests are waiting now.</summary>
@@ -28,7 +30,7 @@ public sealed class OperationWaiters
     /// </summary>
     public Registration Register(Guid id)
     {
-        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var signal = new TaskCompletionSource<OperationRow?>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {
             if (!_waiting.TryGetValue(id, out var list))
@@ -43,32 +45,35 @@ public sealed class OperationWaiters
         return new Registration(this, id, signal);
     }
 
-    /// <summary>The operation may have changed: wake its waiters so they read it again.</summary>
-    public void Notify(Guid id)
+    /// <summary>
+    /// The operation may have changed: wake its waiters. With its <paramref name="current"/> row (as the statement that
+    /// changed it returned it) they answer with that; without, they read it again.
+    /// </summary>
+    public void Notify(Guid id, OperationRow? current = null)
     {
-        List<TaskCompletionSource>? list;
+        List<TaskCompletionSource<OperationRow?>>? list;
         lock (_lock)
         {
             _waiting.Remove(id, out list);
         }
 
-        list?.ForEach(signal => signal.TrySetResult());
+        list?.ForEach(signal => signal.TrySetResult(current));
     }
 
     /// <summary>Wakes every waiter, e.g. after the listener reconnected and may have missed notifications.</summary>
     public void NotifyAll()
     {
-        List<TaskCompletionSource> all;
+        List<TaskCompletionSource<OperationRow?>> all;
         lock (_lock)
         {
             all = _waiting.Values.SelectMany(list => list).ToList();
             _waiting.Clear();
         }
 
-        all.ForEach(signal => signal.TrySetResult());
+        all.ForEach(signal => signal.TrySetResult(null));
     }
 
-    private void Remove(Guid id, TaskCompletionSource signal)
+    private void Remove(Guid id, TaskCompletionSource<OperationRow?> signal)
     {
         lock (_lock)
         {
@@ -84,9 +89,9 @@ public sealed class OperationWaiters
     {
         private readonly OperationWaiters _owner;
         private readonly Guid _id;
-        private readonly TaskCompletionSource _signal;
+        private readonly TaskCompletionSource<OperationRow?> _signal;
 
-        internal Registration(OperationWaiters owner, Guid id, TaskCompletionSource signal)
+        internal Registration(OperationWaiters owner, Guid id, TaskCompletionSource<OperationRow?> signal)
         {
             _owner = owner;
             _id = id;
@@ -94,22 +99,24 @@ public sealed class OperationWaiters
         }
 
         /// <summary>
-        /// Waits until notified or until <paramref name="timeout"/>; true when notified. A cancelled request
-        /// stops waiting with an <see cref="OperationCanceledException"/>.
+        /// Waits until notified or until <paramref name="timeout"/>. A cancelled request stops waiting with an
+        /// <see cref="OperationCanceledException"/>.
         /// </summary>
-        public async Task<bool> WaitAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
+        public async Task<WakeUp> WaitAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
         {
             try
             {
-                await _signal.Task.WaitAsync(timeout, timeProvider, cancellationToken).ConfigureAwait(false);
-                return true;
+                return new WakeUp(true, await _signal.Task.WaitAsync(timeout, timeProvider, cancellationToken).ConfigureAwait(false));
             }
             catch (TimeoutException)
             {
-                return false;
+                return new WakeUp(false, null);
             }
         }
 
         public void Dispose() => _owner.Remove(_id, _signal);
     }
 }
+
+/// <summary>How a wait ended: <see cref="Notified"/> or timed out, and the operation's row if the notifier had it.</summary>
+public readonly record struct WakeUp(bool Notified, OperationRow? Current);

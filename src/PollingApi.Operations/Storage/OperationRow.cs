@@ -1,7 +1,7 @@
 namespace PollingApi.Operations.Storage;
 
 /// <summary>One row of the <c>operations</c> table, as the store reads it.</summary>
-public sealed class OperationRow
+public sealed record OperationRow
 {
     public Guid Id { get; init; }
     public string Owner { get; init; } = "";
@@ -73,3 +73,41 @@ public sealed record NewOperation(
     string? TraceParent,
     string? IdempotencyKey = null,
     byte[]? RequestHash = null);
+
+/// <summary>A new operation for <see cref="OperationStore.InsertManyAsync"/>: pending, or claimed at once by <see cref="ClaimedBy"/>.</summary>
+public sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt, string? ClaimedBy)
+{
+    /// <summary>The row as <see cref="OperationStore.InsertManyAsync"/> stores it.</summary>
+    public OperationRow ToRow(TimeSpan leaseDuration) => new()
+    {
+        Id = Operation.Id,
+        Owner = Operation.Owner,
+        Kind = Operation.Kind,
+        Status = ClaimedBy is null ? OperationStatus.Pending : OperationStatus.Running,
+        Payload = Operation.Payload,
+        Attempts = ClaimedBy is null ? 0 : 1,
+        MaxAttempts = Operation.MaxAttempts,
+        NextAttemptAt = CreatedAt,
+        LockedBy = ClaimedBy,
+        LockedUntil = ClaimedBy is null ? null : CreatedAt + leaseDuration,
+        TraceParent = Operation.TraceParent,
+        CreatedAt = CreatedAt,
+        UpdatedAt = CreatedAt,
+        StartedAt = ClaimedBy is null ? null : CreatedAt,
+        Version = 1,
+    };
+
+    /// <summary>What the claiming node needs to run the first attempt.</summary>
+    public ClaimedOperation ToClaimed() => new()
+    {
+        Id = Operation.Id,
+        Kind = Operation.Kind,
+        Payload = Operation.Payload,
+        Attempts = 1,
+        MaxAttempts = Operation.MaxAttempts,
+        TraceParent = Operation.TraceParent,
+    };
+}
+
+/// <summary>A successful attempt's result for <see cref="OperationStore.CompleteManyAsync"/>.</summary>
+public sealed record OperationCompletion(Guid Id, string NodeId, int Attempt, string ResultJson, DateTime CompletedAt);

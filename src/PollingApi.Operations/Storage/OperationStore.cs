@@ -17,6 +17,13 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version
         """;
 
+    // What an answer shows: everything but the submitted payload and the idempotency key's request hash.
+    private const string ViewColumns = """
+        id, owner, kind, status, result::text AS result, error::text AS error, attempts, max_attempts, next_attempt_at,
+        locked_by, locked_until, cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at,
+        started_at, version
+        """;
+
     static OperationStore() => DefaultTypeMap.MatchNamesWithUnderscores = true;
 
     /// <summary>
@@ -48,6 +55,62 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         }, cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Stores new operations (without idempotency keys) in one statement and one commit. Each is pending, or, with a
+    /// <see cref="OperationInsert.ClaimedBy"/> node, already running: its first attempt started at creation under a
+    /// lease of <paramref name="leaseDuration"/>, so that node runs it without a claim.
+    /// </summary>
+    public async Task InsertManyAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
+                                    locked_by, locked_until, started_at, trace_parent, created_at, updated_at)
+            SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
+                   CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, created_at,
+                   locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
+                   CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at
+            FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt)
+                 AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at)
+            """;
+        int count = inserts.Count;
+        var ids = new Guid[count];
+        var owners = new string[count];
+        var kinds = new string[count];
+        var payloads = new string[count];
+        var maxAttempts = new int[count];
+        var lockedBy = new string?[count];
+        var traceParents = new string?[count];
+        var createdAt = new DateTime[count];
+        for (int i = 0; i < count; i++)
+        {
+            var insert = inserts[i];
+            ids[i] = insert.Operation.Id;
+            owners[i] = insert.Operation.Owner;
+            kinds[i] = insert.Operation.Kind;
+            payloads[i] = insert.Operation.Payload;
+            maxAttempts[i] = insert.Operation.MaxAttempts;
+            lockedBy[i] = insert.ClaimedBy;
+            traceParents[i] = insert.Operation.TraceParent;
+            createdAt[i] = insert.CreatedAt;
+        }
+
+        await using var command = dataSource.CreateCommand(Sql);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
+        command.Parameters.Add(new NpgsqlParameter<string[]>("owners", owners));
+        command.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
+        command.Parameters.Add(new NpgsqlParameter<string[]>("payloads", payloads));
+        command.Parameters.Add(new NpgsqlParameter<int[]>("maxAttempts", maxAttempts));
+        command.Parameters.Add(new NpgsqlParameter<string?[]>("lockedBy", lockedBy) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
+        int stored = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        if (stored != count)
+        {
+            throw new InvalidOperationException($"Stored {stored} of {count} operations.");
+        }
+    }
+
     public async Task<OperationRow?> FindByIdempotencyKeyAsync(string owner, string idempotencyKey, CancellationToken cancellationToken)
     {
         const string Sql = $"SELECT {Columns} FROM operations WHERE owner = @owner AND idempotency_key = @idempotencyKey";
@@ -60,7 +123,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlyList<OperationRow>> ListAsync(string owner, OperationQuery query, CancellationToken cancellationToken)
     {
         const string Sql = $"""
-            SELECT {Columns} FROM operations
+            SELECT {ViewColumns} FROM operations
             WHERE owner = @owner
               AND (@Status::text IS NULL OR status = @Status)
               AND (@Kind::text IS NULL OR kind = @Kind)
@@ -92,7 +155,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             SET status = 'cancelled', cancel_requested = true, error = CAST(@errorJson AS jsonb), completed_at = @now,
                 updated_at = @now, version = version + 1
             WHERE id = @id AND owner = @owner AND status = 'pending'
-            RETURNING {Columns}
+            RETURNING {ViewColumns}
             """;
         return await QueryOptionalAsync(Sql, new { id, owner, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -104,7 +167,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             UPDATE operations
             SET cancel_requested = true, updated_at = @now, version = version + 1
             WHERE id = @id AND owner = @owner AND status = 'running' AND NOT cancel_requested
-            RETURNING {Columns}
+            RETURNING {ViewColumns}
             """;
         return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -117,7 +180,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
                 cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
             WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled')
-            RETURNING {Columns}
+            RETURNING {ViewColumns}
             """;
         return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -174,7 +237,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
 
     public async Task<OperationRow?> FindAsync(Guid id, string owner, CancellationToken cancellationToken)
     {
-        const string Sql = $"SELECT {Columns} FROM operations WHERE id = @id AND owner = @owner";
+        const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = @id AND owner = @owner";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await connection.QuerySingleOrDefaultAsync<OperationRow>(
             new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);
@@ -234,6 +297,45 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         }
 
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, resultJson, now }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stores the results of successful attempts in one statement and one commit, each fenced like
+    /// <see cref="CompleteAsync"/>. Returns the rows whose result was stored; the others had lost their lease.
+    /// </summary>
+    public async Task<IReadOnlyList<OperationRow>> CompleteManyAsync(IReadOnlyList<OperationCompletion> completions, CancellationToken cancellationToken)
+    {
+        // Returns the stored rows as answers show them, so that requests waiting on this node need not read them again.
+        const string Sql = """
+            UPDATE operations AS o
+            SET status = 'succeeded', result = CAST(u.result AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
+                completed_at = u.completed_at, updated_at = u.completed_at, version = o.version + 1
+            FROM unnest(@ids, @nodeIds, @attempts, @results, @completedAt) AS u(id, node_id, attempt, result, completed_at)
+            WHERE o.id = u.id AND o.status = 'running' AND o.locked_by = u.node_id AND o.attempts = u.attempt
+            RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
+                      o.next_attempt_at, o.locked_by, o.locked_until, o.cancel_requested, o.progress::text AS progress,
+                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version
+            """;
+        int count = completions.Count;
+        var ids = new Guid[count];
+        var nodeIds = new string[count];
+        var attempts = new int[count];
+        var results = new string[count];
+        var completedAt = new DateTime[count];
+        for (int i = 0; i < count; i++)
+        {
+            var completion = completions[i];
+            ids[i] = completion.Id;
+            nodeIds[i] = completion.NodeId;
+            attempts[i] = completion.Attempt;
+            results[i] = completion.ResultJson;
+            completedAt[i] = completion.CompletedAt;
+        }
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var stored = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql,
+            new { ids, nodeIds, attempts, results, completedAt }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return stored.AsList();
     }
 
     /// <summary>Ends the operation <c>failed</c> with a problem object. False when the lease was lost meanwhile.</summary>

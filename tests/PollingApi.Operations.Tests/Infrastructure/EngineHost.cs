@@ -30,6 +30,10 @@ public sealed class EngineHost : IAsyncDisposable
 
     public OperationPump Pump => _services.GetRequiredService<OperationPump>();
 
+    public OperationBatchWriter BatchWriter => _services.GetRequiredService<OperationBatchWriter>();
+
+    public OperationWaiters Waiters => _services.GetRequiredService<OperationWaiters>();
+
     public LeaseRescueJob LeaseRescue => ActivatorUtilities.CreateInstance<LeaseRescueJob>(_services);
 
     public OperationWakeSignal WakeSignal => _services.GetRequiredService<OperationWakeSignal>();
