@@ -55,6 +55,12 @@ public sealed class OperationsOptions
     /// <summary>How long a finished operation (and its idempotency key) is kept before it is purged.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
 
+    /// <summary>
+    /// How many finished operations a node keeps in memory to answer polls without a query; 0 turns the cache off.
+    /// A copy is dropped when the operation is retried or deleted on any node (see <c>FinishedOperationCache</c>).
+    /// </summary>
+    public int FinishedOperationCacheSize { get; set; } = 10_000;
+
     /// <summary>How often the retention job looks for finished operations to purge.</summary>
     public TimeSpan PurgeInterval { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -110,6 +116,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
         Require(options.Retention >= TimeSpan.FromHours(24),
             $"Operations:Retention must be at least 1.00:00:00 (24 hours), not {options.Retention}.");
         Require(options.PurgeInterval >= TimeSpan.FromSeconds(1), $"Operations:PurgeInterval must be at least 00:00:01, not {options.PurgeInterval}.");
+        Require(options.FinishedOperationCacheSize is >= 0 and <= 1_000_000,
+            $"Operations:FinishedOperationCacheSize must be 0 (off) to 1000000, not {options.FinishedOperationCacheSize}.");
         Require(options.PurgeBatchSize is >= 1 and <= 10_000, $"Operations:PurgeBatchSize must be 1 to 10000, not {options.PurgeBatchSize}.");
 
         Require(options.PendingAlertAge >= TimeSpan.FromSeconds(1), $"Operations:PendingAlertAge must be at least 00:00:01, not {options.PendingAlertAge}.");

@@ -73,6 +73,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<CommandRegistry>();
         services.AddSingleton<OperationWakeSignal>();
         services.AddSingleton<OperationWaiters>();
+        services.AddSingleton<FinishedOperationCache>();
         services.AddSingleton<OperationStatistics>();
         services.AddSingleton<IConsistencyCheck, OperationConsistencyCheck>();
         services.AddSingleton<ConsistencyChecker>();

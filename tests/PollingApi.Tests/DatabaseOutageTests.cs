@@ -1,6 +1,8 @@
 using System.Net;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
 
 namespace PollingApi.Tests;
@@ -44,6 +46,9 @@ public sealed class DatabaseOutageTests(ProxiedPollingApiFactory factory) : ICla
             var live = await _client.FetchAsync("/health/live");
             Assert.True(live.Status == HttpStatusCode.OK, live.ToString());
 
+            // The listener lost its connection, so deletes and retries elsewhere go unheard: no cached copy is served.
+            await Eventually.WaitUntilAsync(() => Task.FromResult(!Cache.IsServing), RecoveryDeadline);
+
             // The earlier sleep ends during the outage: its worker must keep its outcome and store it later.
             await Eventually.WaitUntilAsync(
                 () => Task.FromResult(factory.Logs.Contains(LogLevel.Warning, "Storing an outcome failed")), RecoveryDeadline);
@@ -67,7 +72,10 @@ public sealed class DatabaseOutageTests(ProxiedPollingApiFactory factory) : ICla
 
         var readyAgain = await _client.FetchAsync("/health/ready");
         Assert.True(readyAgain.Status == HttpStatusCode.OK, readyAgain.ToString());
+        await Eventually.WaitUntilAsync(() => Task.FromResult(Cache.IsServing), RecoveryDeadline);
     }
+
+    private FinishedOperationCache Cache => factory.Services.GetRequiredService<FinishedOperationCache>();
 
     [Fact]
     public async Task AnUnreachableDatabaseAnswers503EvenToAClientThatDoesNotAcceptJson()

@@ -182,8 +182,8 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> GetOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationWaiters waiters, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken,
-        string? wait = null)
+        OperationWaiters waiters, FinishedOperationCache finishedOperations, IOptions<OperationsOptions> options, TimeProvider timeProvider,
+        CancellationToken cancellationToken, string? wait = null)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -198,6 +198,12 @@ public static class OperationsApi
             });
         }
 
+        if (finishedOperations.TryGet(operationId, OperationOwner.Default, timeProvider.GetUtcNow().UtcDateTime, out var finished))
+        {
+            return OperationResponses.Respond(http, finished, retryAfter);
+        }
+
+        long generation = finishedOperations.Generation;
         using var waiter = waitFor > TimeSpan.Zero ? waiters.Register(operationId) : null;
         var row = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
         if (row is null)
@@ -214,6 +220,7 @@ public static class OperationsApi
             }
         }
 
+        finishedOperations.Offer(row, generation);
         return OperationResponses.Respond(http, row, retryAfter);
     }
 
@@ -269,8 +276,8 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> RetryOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationWakeSignal wakeSignal, OperationNotifier notifier, IOptions<OperationsOptions> options, TimeProvider timeProvider,
-        CancellationToken cancellationToken)
+        OperationPump pump, OperationNotifier notifier, FinishedOperationCache finishedOperations, IOptions<OperationsOptions> options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -281,7 +288,9 @@ public static class OperationsApi
             .ConfigureAwait(false);
         if (retried is not null)
         {
-            wakeSignal.Wake();
+            finishedOperations.Forget(operationId);
+            notifier.Forget(operationId);
+            pump.NotePending();
             notifier.Pending();
             return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
         }
@@ -292,8 +301,8 @@ public static class OperationsApi
             : Problems.StateConflict(current, "only a failed or cancelled operation can be retried");
     }
 
-    internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, IOptions<OperationsOptions> options,
-        TimeProvider timeProvider, CancellationToken cancellationToken)
+    internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, FinishedOperationCache finishedOperations,
+        OperationNotifier notifier, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -302,6 +311,8 @@ public static class OperationsApi
 
         if (await store.DeleteTerminalAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false))
         {
+            finishedOperations.Forget(operationId);
+            notifier.Forget(operationId);
             return TypedResults.NoContent();
         }
 

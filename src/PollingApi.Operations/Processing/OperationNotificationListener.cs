@@ -7,13 +7,15 @@ namespace PollingApi.Operations.Processing;
 /// <summary>
 /// The node's one PostgreSQL listener. It LISTENs on the operations channels over a dedicated connection and fans
 /// notifications out in-process: completions wake waiting requests, cancellation requests fire the local
-/// handler's token, new work wakes the local worker. It reconnects with backoff after a database restart, and then wakes every waiter, since
+/// handler's token, new work wakes the local worker, a retry or delete drops the cached copy of a finished
+/// operation. It reconnects with backoff after a database restart, and then wakes every waiter, since
 /// notifications sent while it was away are lost.
 /// </summary>
 public sealed partial class OperationNotificationListener(
     NpgsqlDataSource dataSource,
     OperationWaiters waiters,
     OperationPump pump,
+    FinishedOperationCache finishedOperations,
     NodeIdentity node,
     TimeProvider timeProvider,
     ILogger<OperationNotificationListener> logger) : BackgroundService
@@ -71,7 +73,8 @@ public sealed partial class OperationNotificationListener(
     {
         connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
         await using (var listen = new NpgsqlCommand(
-            $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}", connection))
+            $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}; " +
+            $"LISTEN {OperationNotifier.ForgetChannel}", connection))
         {
             await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
         }
@@ -80,6 +83,20 @@ public sealed partial class OperationNotificationListener(
         // Anything that happened while no one was listening: let waiters read again, and look for work.
         waiters.NotifyAll();
         pump.NotePending();
+        finishedOperations.Start();
+        try
+        {
+            await WaitForNotificationsAsync(connection, stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Deletes and retries on other nodes are not heard from now on: cached copies cannot be trusted.
+            finishedOperations.Stop();
+        }
+    }
+
+    private static async Task WaitForNotificationsAsync(NpgsqlConnection connection, CancellationToken stoppingToken)
+    {
         while (true)
         {
             // The timeout makes a dead connection (no RST after a server crash) show up as an error.
@@ -118,6 +135,10 @@ public sealed partial class OperationNotificationListener(
             else if (channel == OperationNotifier.CancelChannel)
             {
                 pump.RequestCancel(id);
+            }
+            else if (channel == OperationNotifier.ForgetChannel)
+            {
+                finishedOperations.Forget(id);
             }
         }
     }

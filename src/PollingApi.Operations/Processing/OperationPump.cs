@@ -29,6 +29,7 @@ public sealed partial class OperationPump(
     CommandRegistry commands,
     OperationWakeSignal wakeSignal,
     OperationWaiters waiters,
+    FinishedOperationCache finishedOperations,
     OperationNotifier notifier,
     RetryBackoff backoff,
     NodeIdentity node,
@@ -397,8 +398,15 @@ public sealed partial class OperationPump(
         OperationRow? completed = null;
         bool stored = await WriteOutcomeAsync(operation, async _ =>
         {
+            long generation = finishedOperations.Generation;
             completed = await batchWriter.CompleteAsync(new OperationCompletion(operation.Id, node.Id, operation.Attempts, resultJson, Now()))
                 .ConfigureAwait(false);
+            if (completed is not null)
+            {
+                // The first poll after it finished is answered from memory too.
+                finishedOperations.Offer(completed, generation);
+            }
+
             return completed is not null;
         }, current: () => completed).ConfigureAwait(false);
         if (stored)
