@@ -125,4 +125,60 @@ public sealed class ClaimingTests
             """));
         Assert.Contains("operations_claimable_idx", plan, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task AnOutcomeUpdateLooksItsRowUpByPrimaryKeyEvenWhenStatisticsSeeNoRunningRows()
+    {
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "fence-planner");
+        await using var connection = new NpgsqlConnection(host.ConnectionString);
+        await connection.OpenAsync();
+        // A table of finished history with a handful of running rows the statistics have not seen yet.
+        await connection.ExecuteAsync("""
+            INSERT INTO operations (id, owner, kind, status, payload, result, attempts, max_attempts, next_attempt_at, created_at, updated_at, completed_at)
+            SELECT gen_random_uuid(), 'default', 'test.run', 'succeeded', '{}', '{}', 1, 5, now(), now(), now(), now()
+            FROM generate_series(1, 20000);
+            ANALYZE operations;
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at, locked_by, locked_until, created_at, updated_at)
+            SELECT gen_random_uuid(), 'default', 'test.run', 'running', '{}', 1, 5, now(), 'fence-planner', now() + interval '1 minute', now(), now()
+            FROM generate_series(1, 50);
+            SET plan_cache_mode = force_generic_plan;
+            """);
+
+        // The plans a prepared statement gets once Npgsql prepares it: generic, parameters unknown.
+        await using var single = new NpgsqlCommand("""
+            EXPLAIN UPDATE operations SET status = 'failed', locked_by = NULL, locked_until = NULL, completed_at = now()
+            WHERE id = $1 AND locked_by = $2 AND attempts = $3
+            """, connection);
+        single.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = Guid.CreateVersion7() });
+        single.Parameters.Add(new NpgsqlParameter<string> { TypedValue = "fence-planner" });
+        single.Parameters.Add(new NpgsqlParameter<int> { TypedValue = 1 });
+        string singlePlan = await PlanAsync(single);
+
+        await using var batch = new NpgsqlCommand("""
+            EXPLAIN UPDATE operations AS o SET status = 'succeeded', locked_by = NULL, locked_until = NULL, completed_at = now()
+            FROM unnest($1, $2, $3) AS u(id, node_id, attempt)
+            WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
+            """, connection);
+        batch.Parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = [Guid.CreateVersion7()] });
+        batch.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = ["fence-planner"] });
+        batch.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = [1] });
+        string batchPlan = await PlanAsync(batch);
+
+        Assert.Contains("operations_pkey", singlePlan, StringComparison.Ordinal);
+        Assert.DoesNotContain("operations_lease_idx", singlePlan, StringComparison.Ordinal);
+        Assert.Contains("operations_pkey", batchPlan, StringComparison.Ordinal);
+        Assert.DoesNotContain("operations_lease_idx", batchPlan, StringComparison.Ordinal);
+
+        static async Task<string> PlanAsync(NpgsqlCommand explain)
+        {
+            var lines = new List<string>();
+            await using var reader = await explain.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetString(0));
+            }
+
+            return string.Join('\n', lines);
+        }
+    }
 }

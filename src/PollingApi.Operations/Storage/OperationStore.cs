@@ -9,6 +9,13 @@ namespace PollingApi.Operations.Storage;
 /// are fenced by the claiming node and attempt, so a worker that lost its lease cannot overwrite
 /// the outcome of the node that took the operation over.
 /// </summary>
+/// <remarks>
+/// The fence of a running operation is <c>locked_by = node AND attempts = attempt</c>, without <c>status = 'running'</c>:
+/// the table's <c>operations_lease_check</c> constraint sets <c>locked_by</c> on running rows only, so the owner
+/// condition implies the status. Naming the status would let the planner read the partial lease index, which every
+/// claim and completion churns with dead entries until vacuum, instead of looking the row up by primary key: with a
+/// busy table that made each completion scan thousands of dead index entries.
+/// </remarks>
 public sealed class OperationStore(NpgsqlDataSource dataSource)
 {
     private const string Columns = """
@@ -288,7 +295,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             UPDATE operations
             SET status = 'succeeded', result = CAST(@resultJson AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
         if (transaction is not null)
         {
@@ -311,7 +318,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             SET status = 'succeeded', result = CAST(u.result AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = u.completed_at, updated_at = u.completed_at, version = o.version + 1
             FROM unnest(@ids, @nodeIds, @attempts, @results, @completedAt) AS u(id, node_id, attempt, result, completed_at)
-            WHERE o.id = u.id AND o.status = 'running' AND o.locked_by = u.node_id AND o.attempts = u.attempt
+            WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
             RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
                       o.next_attempt_at, o.locked_by, o.locked_until, o.cancel_requested, o.progress::text AS progress,
                       o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version
@@ -346,7 +353,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             UPDATE operations
             SET status = 'failed', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -365,7 +372,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
                 completed_at = CASE WHEN cancel_requested THEN @now END,
                 next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
                 updated_at = @now, version = version + 1
-            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson }, cancellationToken)
             .ConfigureAwait(false);
@@ -379,7 +386,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             UPDATE operations
             SET status = 'cancelled', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -391,7 +398,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations
             SET progress = CAST(@progressJson AS jsonb), updated_at = @now, version = version + 1
-            WHERE id = @id AND status = 'running' AND locked_by = @nodeId AND attempts = @attempt
+            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
         return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, progressJson, now }, cancellationToken).ConfigureAwait(false);
     }
@@ -406,7 +413,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         // A lease renewal is not a change a poller can see, so it leaves version and updated_at alone.
         const string Sql = """
             UPDATE operations SET locked_until = @leaseUntil
-            WHERE id = ANY(@ids) AND status = 'running' AND locked_by = @nodeId
+            WHERE id = ANY(@ids) AND locked_by = @nodeId
             RETURNING id, cancel_requested
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
