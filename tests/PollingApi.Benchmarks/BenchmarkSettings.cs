@@ -18,12 +18,12 @@ internal sealed record BenchmarkSettings
     public const string Usage = """
         usage: PollingApi.Benchmarks [options]            (normally run by scripts/bench.sh)
 
-          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 2 minutes in all
+          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 2-3 minutes in all
           --runs N            repeat the whole set N times on fresh clusters and report the median (default 3)
           --seconds S         measured window of each scenario (default 10)
           --warmup S          warm-up before each window (default 3)
           --api-warmup S      mixed traffic right after the API starts, before (a), so that the JIT's tier-up is
-                              mostly done before anything is measured (default 20; 8 with --quick)
+                              mostly done before anything is measured (default 20)
           --clients N         concurrent clients of (a), (b), (d) and pgbench (default 32)
           --light-ops N       least operations measured in (c), whatever the window (default 500)
           --seed-rows N       finished operations inserted before (g) (default 1000000)
@@ -81,7 +81,7 @@ internal sealed record BenchmarkSettings
         int runs = quick ? 1 : 3;
         int seconds = quick ? 5 : 10;
         int warmup = quick ? 2 : 3;
-        int apiWarmup = quick ? 8 : 20;
+        int apiWarmup = 20;
         int clients = 32;
         int lightOperations = 500;
         int seedRows = quick ? 100_000 : 1_000_000;
