@@ -10,7 +10,7 @@ namespace PollingApi.Operations.Storage;
 public sealed class OperationBatchWriter : IAsyncDisposable
 {
     // Two batches in flight: one is being flushed while the next fills. 256 rows keep a statement well under a millisecond of planning and binding.
-    private const int Writers = 2;
+    private const int Writers = 4;
     private const int MaxBatch = 256;
 
     private readonly GroupCommit<OperationInsert, bool> _inserts;
