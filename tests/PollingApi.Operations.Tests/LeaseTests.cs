@@ -31,6 +31,38 @@ public sealed class LeaseTests
     }
 
     [Fact]
+    public async Task AnOperationClaimedAtInsertByANodeThatDiedIsRescuedAndRunElsewhere()
+    {
+        var time = FakeTime.Create();
+        string database = await PostgresServer.CreateDatabaseAsync();
+        await using var host = await EngineHost.StartAsync(database, "survivor", timeProvider: time);
+        var now = time.GetUtcNow().UtcDateTime;
+        // The submitting node stored it claimed by itself, answered 202 and died before its handler ran.
+        var insert = new Storage.OperationInsert(new Storage.NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
+            JsonSerializer.Serialize(new TestRequest(), OperationJson.Options), 5, null), now, ClaimedBy: "dead-submitter");
+        await host.BatchWriter.InsertAsync(insert);
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        Assert.Equal(1, await host.LeaseRescue.RescueAsync(CancellationToken.None));
+        var rescued = await host.ReadAsync(insert.Operation.Id);
+        Assert.Equal(OperationStatus.Pending, rescued.Status);
+        Assert.Equal(1, rescued.Attempts);
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Pump.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(insert.Operation.Id)).Status == OperationStatus.Succeeded,
+            TimeSpan.FromSeconds(10));
+        await stop.CancelAsync();
+        await pump;
+
+        var row = await host.ReadAsync(insert.Operation.Id);
+        Assert.Equal(2, row.Attempts);
+        using var result = JsonDocument.Parse(row.Result!);
+        Assert.Equal("survivor", result.RootElement.GetProperty("node").GetString());
+        Assert.Equal(1, host.Executions.Counts[insert.Operation.Id]);
+    }
+
+    [Fact]
     public async Task AnExpiredLeaseOnTheLastAttemptFailsTheOperationWithLeaseExpired()
     {
         var time = FakeTime.Create();
