@@ -18,8 +18,10 @@ public sealed class BatchedWriteTests
             .Select(_ => new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null))
             .ToList();
 
-        // All queued at once, so they share batches; the duplicate lands in a batch with others or after its twin.
-        var inserts = operations.Select(o => host.BatchWriter.InsertAsync(new OperationInsert(o, now, ClaimedBy: null))).ToList();
+        // The twin is stored first; then everything else is queued at once, the duplicate among them, so they share batches.
+        await host.BatchWriter.InsertAsync(new OperationInsert(operations[100], now, ClaimedBy: null));
+        var inserts = operations.Where((_, i) => i != 100)
+            .Select(o => host.BatchWriter.InsertAsync(new OperationInsert(o, now, ClaimedBy: null))).ToList();
         var duplicate = host.BatchWriter.InsertAsync(new OperationInsert(operations[100], now, ClaimedBy: null));
 
         await Task.WhenAll(inserts);
@@ -33,6 +35,21 @@ public sealed class BatchedWriteTests
         Assert.Null(row.LockedBy);
         Assert.Null(row.StartedAt);
         Assert.Equal(1, row.Version);
+    }
+
+    [Fact]
+    public async Task AnInsertCancelledBeforeItsBatchIsFormedIsNotStored()
+    {
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "canceller");
+        var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        var operation = new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null);
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            host.BatchWriter.InsertAsync(new OperationInsert(operation, now, ClaimedBy: null), cancelled.Token));
+
+        Assert.Equal(0, await host.ScalarAsync<long>("SELECT count(*) FROM operations"));
     }
 
     [Fact]
@@ -90,6 +107,28 @@ public sealed class BatchedWriteTests
         Assert.Equal(OperationStatus.Running, fenced.Status);
         Assert.Equal("other", fenced.LockedBy);
         Assert.Null(fenced.Result);
+    }
+
+    [Fact]
+    public async Task AStaleAttemptSharingABatchWithTheAttemptThatTookOverIsToldItWasFencedOut()
+    {
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "retaker");
+        var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
+        var insert = new OperationInsert(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null), now, host.NodeId);
+        await host.BatchWriter.InsertAsync(insert);
+        // Its lease expired and this same node claimed it again: attempt 2 runs while attempt 1 is still finishing.
+        await host.ScalarAsync<int>("UPDATE operations SET attempts = 2 WHERE id = @id RETURNING 1", new { id = insert.Operation.Id });
+
+        var completions = await Task.WhenAll(
+            host.BatchWriter.CompleteAsync(new OperationCompletion(insert.Operation.Id, host.NodeId, 1, """{"attempt":1}""", now)),
+            host.BatchWriter.CompleteAsync(new OperationCompletion(insert.Operation.Id, host.NodeId, 2, """{"attempt":2}""", now)));
+
+        Assert.Null(completions[0]);
+        Assert.NotNull(completions[1]);
+        Assert.Equal(2, completions[1]!.Attempts);
+        var row = await host.ReadAsync(insert.Operation.Id);
+        Assert.Equal(OperationStatus.Succeeded, row.Status);
+        JsonAssertSame("""{"attempt":2}""", row.Result!);
     }
 
     [Fact]
@@ -187,6 +226,9 @@ public sealed class BatchedWriteTests
         Assert.Equal(0, row.Attempts);
         Assert.Null(row.LockedBy);
     }
+
+    private static void JsonAssertSame(string expected, string actual) =>
+        Assert.True(JsonElement.DeepEquals(JsonDocument.Parse(expected).RootElement, JsonDocument.Parse(actual).RootElement), actual);
 
     private static DateTime Microsecond(DateTime time) => time.AddTicks(-(time.Ticks % 10));
 }

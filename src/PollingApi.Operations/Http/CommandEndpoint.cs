@@ -142,7 +142,7 @@ internal static class CommandEndpoint
         try
         {
             var row = idempotencyKey is null
-                ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration).ConfigureAwait(false)
+                ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration, cancellationToken).ConfigureAwait(false)
                 : await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
             bool replayed = false;
             if (row is null)
@@ -206,7 +206,7 @@ internal static class CommandEndpoint
     /// claim statement and no wake-up in between.
     /// </summary>
     private static async Task<OperationRow> InsertAsync(IServiceProvider services, NewOperation operation, DateTime createdAt,
-        TimeSpan leaseDuration)
+        TimeSpan leaseDuration, CancellationToken cancellationToken)
     {
         var pump = services.GetRequiredService<OperationPump>();
         bool claim = pump.TryPromiseSlot();
@@ -214,7 +214,7 @@ internal static class CommandEndpoint
         bool committed = false;
         try
         {
-            await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert).ConfigureAwait(false);
+            await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert, cancellationToken).ConfigureAwait(false);
             committed = true;
         }
         finally

@@ -289,7 +289,6 @@ public static class OperationsApi
         if (retried is not null)
         {
             finishedOperations.Forget(operationId);
-            notifier.Forget(operationId);
             pump.NotePending();
             notifier.Pending();
             return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
@@ -302,7 +301,7 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, FinishedOperationCache finishedOperations,
-        OperationNotifier notifier, IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
+        IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
         {
@@ -312,7 +311,6 @@ public static class OperationsApi
         if (await store.DeleteTerminalAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false))
         {
             finishedOperations.Forget(operationId);
-            notifier.Forget(operationId);
             return TypedResults.NoContent();
         }
 

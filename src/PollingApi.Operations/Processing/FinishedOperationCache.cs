@@ -7,17 +7,22 @@ namespace PollingApi.Operations.Processing;
 /// <summary>
 /// This node's copies of finished operations, so that polling an operation that is done costs no query. A finished
 /// operation changes only by a retry, a delete or the retention purge: a retry or delete on this node forgets the copy
-/// before it answers, one on another node reaches here through the node's <c>LISTEN</c> connection, and a copy whose
-/// operation is old enough to be purged is not served.
+/// before it answers, one on another node reaches here through the node's <c>LISTEN</c> connection (the retry or
+/// delete statement sends the notification in its own transaction), and a copy whose operation is old enough to be
+/// purged is not served. No copy is kept longer than five minutes.
 /// </summary>
 /// <remarks>
 /// The cache serves only while the listener is connected: notifications sent while it is away are lost, so a
-/// disconnect empties the cache and it stays off until the listener is back. Every forget bumps a generation, and a
+/// disconnect empties the cache and it stays off until the listener is back, and a reconnect bumps the generation. Every forget bumps a generation, and a
 /// row read before a forget is never stored after it, so a copy can never outlive the notification that invalidates it.
 /// Across nodes a delete or retry is therefore seen within the notification's delay (milliseconds); on one node at once.
 /// </remarks>
 public sealed class FinishedOperationCache : IDisposable
 {
+    // However often it is read, a copy is read from the database again after this long: a bound on any staleness
+    // the notifications could ever miss.
+    private static readonly TimeSpan CopyLifetime = TimeSpan.FromMinutes(5);
+
     private readonly MemoryCache? _rows;
     private readonly TimeSpan _retention;
     private long _generation;
@@ -73,7 +78,7 @@ public sealed class FinishedOperationCache : IDisposable
             return;
         }
 
-        _rows.Set(row.Id, row, new MemoryCacheEntryOptions { Size = 1, SlidingExpiration = TimeSpan.FromMinutes(10) });
+        _rows.Set(row.Id, row, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = CopyLifetime });
         // A forget between the check above and the Set must win.
         if (Generation != generationBeforeRead)
         {
@@ -89,7 +94,12 @@ public sealed class FinishedOperationCache : IDisposable
     }
 
     /// <summary>The listener is connected: copies may be kept and served.</summary>
-    public void Start() => _serving = true;
+    public void Start()
+    {
+        // A row read while the listener was away may have been changed meanwhile, unheard: it must not be kept.
+        Interlocked.Increment(ref _generation);
+        _serving = true;
+    }
 
     /// <summary>The listener lost its connection: forget everything and keep nothing until it is back.</summary>
     public void Stop()

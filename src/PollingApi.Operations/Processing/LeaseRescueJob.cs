@@ -13,7 +13,7 @@ namespace PollingApi.Operations.Processing;
 public sealed partial class LeaseRescueJob(
     NpgsqlDataSource dataSource,
     OperationStore store,
-    OperationWakeSignal wakeSignal,
+    OperationPump pump,
     OperationNotifier notifier,
     TimeProvider timeProvider,
     ILogger<LeaseRescueJob> logger) : IJob
@@ -31,7 +31,7 @@ public sealed partial class LeaseRescueJob(
             if (rescued > 0)
             {
                 LogRescued(rescued);
-                wakeSignal.Wake();
+                pump.NotePending();
                 notifier.Pending();
             }
         }

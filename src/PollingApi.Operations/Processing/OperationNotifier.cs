@@ -22,6 +22,7 @@ public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, NodeI
     public const string DoneChannel = "pollingapi_operation_done";
     public const string CancelChannel = "pollingapi_operation_cancel";
     public const string PendingChannel = "pollingapi_operation_pending";
+    // Sent by OperationStore's retry and delete statements themselves, in their transaction.
     public const string ForgetChannel = "pollingapi_operation_forget";
 
     // NOTIFY payloads are limited to 8000 bytes; a UUID and a comma take 37.
@@ -35,9 +36,6 @@ public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, NodeI
 
     /// <summary>Cancellation of a running operation was requested: fire its handler's token on the node that runs it.</summary>
     public void CancelRequested(Guid id) => _queue.Writer.TryWrite((CancelChannel, id));
-
-    /// <summary>A finished operation was retried or deleted: every node drops its cached copy.</summary>
-    public void Forget(Guid id) => _queue.Writer.TryWrite((ForgetChannel, id));
 
     /// <summary>New work is due: wake the workers of every node.</summary>
     public void Pending() => _queue.Writer.TryWrite((PendingChannel, Guid.Empty));

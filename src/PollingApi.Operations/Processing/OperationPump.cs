@@ -50,6 +50,7 @@ public sealed partial class OperationPump(
     private int _promised;
     private bool _accepting;
     private bool _queueMayHaveWork = true;
+    private long _pendingNotes;
     private TaskCompletionSource? _promisesSettled;
     private CancellationToken _handlerToken;
 
@@ -110,6 +111,7 @@ public sealed partial class OperationPump(
         lock (_slots)
         {
             _queueMayHaveWork = true;
+            _pendingNotes++;
         }
 
         wakeSignal.Wake();
@@ -143,8 +145,11 @@ public sealed partial class OperationPump(
         }
         finally
         {
-            await StopAcceptingAsync().ConfigureAwait(false);
-            await DrainAsync(handlerAbort).ConfigureAwait(false);
+            // One shutdown budget for the promised inserts and the running handlers, so the release below fits in the
+            // host's shutdown timeout.
+            var drainUntil = timeProvider.GetUtcNow() + _options.ShutdownTimeout;
+            await StopAcceptingAsync(drainUntil).ConfigureAwait(false);
+            await DrainAsync(handlerAbort, drainUntil).ConfigureAwait(false);
             await renewalStop.CancelAsync().ConfigureAwait(false);
             await renewal.ConfigureAwait(false);
             await ReleaseLeasesAsync().ConfigureAwait(false);
@@ -152,7 +157,7 @@ public sealed partial class OperationPump(
     }
 
     /// <summary>Promises no more slots, and waits (within the shutdown timeout) for the inserts of those promised.</summary>
-    private async Task StopAcceptingAsync()
+    private async Task StopAcceptingAsync(DateTimeOffset until)
     {
         Task settled;
         lock (_slots)
@@ -165,7 +170,7 @@ public sealed partial class OperationPump(
 
         try
         {
-            await settled.WaitAsync(_options.ShutdownTimeout, timeProvider).ConfigureAwait(false);
+            await settled.WaitAsync(Remaining(until), timeProvider).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -179,8 +184,10 @@ public sealed partial class OperationPump(
         while (!stoppingToken.IsCancellationRequested)
         {
             int free;
+            long pendingNotesBefore;
             lock (_slots)
             {
+                pendingNotesBefore = _pendingNotes;
                 free = Math.Max(_options.MaxConcurrency - _busy, 0);
                 _busy += free;
                 if (free == 0)
@@ -206,7 +213,8 @@ public sealed partial class OperationPump(
 
                     lock (_slots)
                     {
-                        _queueMayHaveWork = claimedCount == free;
+                        // Work stored pending after this claim's snapshot may be waiting: only a later claim can tell.
+                        _queueMayHaveWork = claimedCount == free || _pendingNotes != pendingNotesBefore;
                     }
 
                     databaseBackoff = TimeSpan.Zero;
@@ -550,7 +558,7 @@ public sealed partial class OperationPump(
         }
     }
 
-    private async Task DrainAsync(CancellationTokenSource handlerAbort)
+    private async Task DrainAsync(CancellationTokenSource handlerAbort, DateTimeOffset until)
     {
         var running = _running.Values.Select(r => r.Task).ToArray();
         if (running.Length == 0)
@@ -558,11 +566,12 @@ public sealed partial class OperationPump(
             return;
         }
 
-        LogDraining(running.Length, _options.ShutdownTimeout);
+        var budget = Remaining(until);
+        LogDraining(running.Length, budget);
         var all = Task.WhenAll(running);
         try
         {
-            await all.WaitAsync(_options.ShutdownTimeout, timeProvider).ConfigureAwait(false);
+            await all.WaitAsync(budget, timeProvider).ConfigureAwait(false);
             return;
         }
         catch (TimeoutException)
@@ -600,6 +609,12 @@ public sealed partial class OperationPump(
     }
 
     private DateTime Now() => timeProvider.GetUtcNow().UtcDateTime;
+
+    private TimeSpan Remaining(DateTimeOffset until)
+    {
+        var remaining = until - timeProvider.GetUtcNow();
+        return remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero;
+    }
 
     private Task DelayAsync(TimeSpan delay, CancellationToken cancellationToken) =>
         Task.Delay(delay, timeProvider, cancellationToken).ContinueWith(static _ => { }, CancellationToken.None,

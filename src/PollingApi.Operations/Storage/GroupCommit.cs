@@ -11,9 +11,10 @@ namespace PollingApi.Operations.Storage;
 /// the commit that holds its item.
 /// </summary>
 /// <remarks>
-/// When a batch of several items fails with an error the server raised (a constraint, bad data), each item is
-/// written again on its own, so one bad item fails only its own caller. A connection failure fails the whole
-/// batch: every caller sees the <see cref="NpgsqlException"/> and nothing of the batch was committed.
+/// When a batch of several items fails on an item's data (SQLSTATE class 22 or 23: a constraint, a bad value), each
+/// item is written again on its own, so one bad item fails only its own caller. Any other failure (the connection,
+/// the server shutting down) fails the whole batch: every caller sees the exception and nothing of the batch was
+/// committed. A caller whose request was cancelled before its item was taken into a batch is dropped, not written.
 /// </remarks>
 internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
 {
@@ -32,10 +33,13 @@ internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
         _writers = Enumerable.Range(0, writers).Select(_ => Task.Run(WriteUntilCompletedAsync)).ToArray();
     }
 
-    /// <summary>Queues the item and completes with its result once the batch holding it is committed.</summary>
-    public Task<TResult> WriteAsync(TItem item)
+    /// <summary>
+    /// Queues the item and completes with its result once the batch holding it is committed. Cancelled before the
+    /// item is taken into a batch, it is not written and the task is cancelled; after that, it is written regardless.
+    /// </summary>
+    public Task<TResult> WriteAsync(TItem item, CancellationToken cancellationToken = default)
     {
-        var entry = new Entry(item, new TaskCompletionSource<TResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var entry = new Entry(item, new TaskCompletionSource<TResult>(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken);
         ObjectDisposedException.ThrowIf(!_queue.Writer.TryWrite(entry), this);
 
         return entry.Result.Task;
@@ -57,6 +61,12 @@ internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
             items.Clear();
             while (batch.Count < _maxBatch && _queue.Reader.TryRead(out var entry))
             {
+                if (entry.CancellationToken.IsCancellationRequested)
+                {
+                    entry.Result.TrySetCanceled(entry.CancellationToken);
+                    continue;
+                }
+
                 batch.Add(entry);
                 items.Add(entry.Item);
             }
@@ -78,7 +88,7 @@ internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
                 batch[i].Result.TrySetResult(results[i]);
             }
         }
-        catch (PostgresException) when (batch.Count > 1)
+        catch (PostgresException ex) when (batch.Count > 1 && IsDataError(ex))
         {
             foreach (var entry in batch)
             {
@@ -96,5 +106,8 @@ internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
         }
     }
 
-    private sealed record Entry(TItem Item, TaskCompletionSource<TResult> Result);
+    private static bool IsDataError(PostgresException exception) =>
+        exception.SqlState.StartsWith("22", StringComparison.Ordinal) || exception.SqlState.StartsWith("23", StringComparison.Ordinal);
+
+    private sealed record Entry(TItem Item, TaskCompletionSource<TResult> Result, CancellationToken CancellationToken);
 }

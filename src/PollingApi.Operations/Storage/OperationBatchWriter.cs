@@ -9,7 +9,8 @@ namespace PollingApi.Operations.Storage;
 /// </summary>
 public sealed class OperationBatchWriter : IAsyncDisposable
 {
-    // Two batches in flight: one is being flushed while the next fills. 256 rows keep a statement well under a millisecond of planning and binding.
+    // Up to four batches in flight, so concurrent batches share PostgreSQL's WAL flushes instead of queueing behind
+    // each other; 256 rows keep a statement to a few milliseconds.
     private const int Writers = 4;
     private const int MaxBatch = 256;
 
@@ -26,13 +27,19 @@ public sealed class OperationBatchWriter : IAsyncDisposable
         }, Writers, MaxBatch);
         _completions = new GroupCommit<OperationCompletion, OperationRow?>(async batch =>
         {
-            var stored = (await store.CompleteManyAsync(batch, CancellationToken.None).ConfigureAwait(false)).ToDictionary(row => row.Id);
-            return batch.Select(completion => stored.GetValueOrDefault(completion.Id)).ToArray();
+            // Keyed by attempt too: a stale attempt and the attempt that took over can share a batch.
+            var stored = (await store.CompleteManyAsync(batch, CancellationToken.None).ConfigureAwait(false))
+                .ToDictionary(row => (row.Id, row.Attempts));
+            return batch.Select(completion => stored.GetValueOrDefault((completion.Id, completion.Attempt))).ToArray();
         }, Writers, MaxBatch);
     }
 
-    /// <summary>Stores a new operation (see <see cref="OperationStore.InsertManyAsync"/>); completes once it is committed.</summary>
-    public Task InsertAsync(OperationInsert insert) => _inserts.WriteAsync(insert);
+    /// <summary>
+    /// Stores a new operation (see <see cref="OperationStore.InsertManyAsync"/>); completes once it is committed.
+    /// Cancelled before its batch is formed, it is not stored.
+    /// </summary>
+    public Task InsertAsync(OperationInsert insert, CancellationToken cancellationToken = default) =>
+        _inserts.WriteAsync(insert, cancellationToken);
 
     /// <summary>Stores a successful attempt's result, fenced: the stored row, or null when the lease was lost meanwhile.</summary>
     public Task<OperationRow?> CompleteAsync(OperationCompletion completion) => _completions.WriteAsync(completion);

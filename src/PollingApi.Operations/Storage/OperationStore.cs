@@ -31,6 +31,13 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         started_at, version
         """;
 
+    // A finished operation changes only by a retry or a delete; the nodes' caches of finished operations learn of it
+    // from this notification. Sent by the statement that makes the change, it is delivered exactly when the change
+    // commits: it cannot be lost to a crash or a failed send after the commit (only to a listener that is away, and a
+    // listener that reconnects starts with an empty cache). Retries and deletes are rare, so holding NOTIFY's commit
+    // lock here costs nothing.
+    private const string ForgetNotification = $"pg_notify('{Processing.OperationNotifier.ForgetChannel}', id::text) AS forget_notification";
+
     static OperationStore() => DefaultTypeMap.MatchNamesWithUnderscores = true;
 
     /// <summary>
@@ -111,11 +118,8 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
         command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
-        int stored = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        if (stored != count)
-        {
-            throw new InvalidOperationException($"Stored {stored} of {count} operations.");
-        }
+        // Without ON CONFLICT, the statement stores every row or fails as a whole.
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<OperationRow?> FindByIdempotencyKeyAsync(string owner, string idempotencyKey, CancellationToken cancellationToken)
@@ -179,26 +183,40 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Replays a failed or cancelled operation: back to pending with fresh attempts. Null when it was in another state.</summary>
+    /// <summary>
+    /// Replays a failed or cancelled operation: back to pending with fresh attempts. Null when it was in another state.
+    /// Tells every node to drop its cached copy in the same transaction (see <see cref="ForgetNotification"/>).
+    /// </summary>
     public async Task<OperationRow?> RetryAsync(Guid id, string owner, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
-            UPDATE operations
-            SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
-                cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
-            WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled')
-            RETURNING {ViewColumns}
+            WITH retried AS (
+                UPDATE operations
+                SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
+                    cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
+                WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled')
+                RETURNING {ViewColumns})
+            SELECT retried.*, {ForgetNotification} FROM retried
             """;
         return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Forgets a terminal operation. False when it was not terminal (or not there).</summary>
+    /// <summary>
+    /// Forgets a terminal operation. False when it was not terminal (or not there). Tells every node to drop its cached
+    /// copy in the same transaction (see <see cref="ForgetNotification"/>).
+    /// </summary>
     public async Task<bool> DeleteTerminalAsync(Guid id, string owner, CancellationToken cancellationToken)
     {
-        const string Sql = "DELETE FROM operations WHERE id = @id AND owner = @owner AND status IN ('succeeded', 'failed', 'cancelled')";
+        const string Sql = $"""
+            WITH deleted AS (
+                DELETE FROM operations WHERE id = @id AND owner = @owner AND status IN ('succeeded', 'failed', 'cancelled')
+                RETURNING id)
+            SELECT {ForgetNotification} FROM deleted
+            """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken))
-            .ConfigureAwait(false) == 1;
+        var deleted = await connection.QueryAsync(new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+        return deleted.Any();
     }
 
     /// <summary>Deletes up to <paramref name="batchSize"/> operations that completed before <paramref name="cutoff"/>.</summary>
