@@ -118,18 +118,7 @@ public sealed class FinishedOperationCacheTests(ApiOnlyPollingApiFactory factory
         var submitted = await _client.SubmitSleepAsync("""{"durationMs": 1}""");
         Assert.Equal(HttpStatusCode.Accepted, submitted.Status);
         var id = submitted.Json.GetProperty("id").GetGuid();
-        await using var connection = new NpgsqlConnection(factory.DatabaseConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("""
-            UPDATE operations SET status = @status, completed_at = now(), attempts = 1, started_at = now(),
-                   error = CASE WHEN @status = 'failed' THEN '{"type":"urn:test","title":"t"}'::jsonb END,
-                   result = CASE WHEN @status = 'succeeded' THEN '{"sleptMs":1,"attempt":1}'::jsonb END,
-                   version = version + 1
-            WHERE id = @id
-            """, connection);
-        command.Parameters.AddWithValue("status", status);
-        command.Parameters.AddWithValue("id", id);
-        Assert.Equal(1, await command.ExecuteNonQueryAsync());
+        await factory.Operations.FinishAsync(id, status);
         return id;
     }
 }

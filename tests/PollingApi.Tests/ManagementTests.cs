@@ -219,19 +219,5 @@ public sealed class ManagementTests(ApiOnlyPollingApiFactory factory) : IClassFi
 
     private Task<ApiResponse> PostAsync(string path) => _client.SendAsync(HttpMethod.Post, path, null);
 
-    private async Task SetStatusAsync(Guid id, string status)
-    {
-        await using var connection = new Npgsql.NpgsqlConnection(factory.DatabaseConnectionString);
-        await connection.OpenAsync();
-        await using var command = new Npgsql.NpgsqlCommand("""
-            UPDATE operations SET status = @status, completed_at = now(), attempts = 1,
-                   error = CASE WHEN @status = 'failed' THEN '{"type":"urn:test","title":"t"}'::jsonb END,
-                   result = CASE WHEN @status = 'succeeded' THEN '{"sleptMs":1,"attempt":1}'::jsonb END,
-                   version = version + 1
-            WHERE id = @id
-            """, connection);
-        command.Parameters.AddWithValue("status", status);
-        command.Parameters.AddWithValue("id", id);
-        Assert.Equal(1, await command.ExecuteNonQueryAsync());
-    }
+    private Task SetStatusAsync(Guid id, string status) => factory.Operations.FinishAsync(id, status);
 }

@@ -294,10 +294,8 @@ public static class OperationsApi
             return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
         }
 
-        var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
-        return current is null
-            ? Missing(operationId, options.Value, timeProvider)
-            : Problems.StateConflict(current, "only a failed or cancelled operation can be retried");
+        return await NotChangedAsync(operationId, "only a failed or cancelled operation can be retried", store, options.Value,
+            timeProvider, cancellationToken).ConfigureAwait(false);
     }
 
     internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, FinishedOperationCache finishedOperations,
@@ -314,10 +312,8 @@ public static class OperationsApi
             return TypedResults.NoContent();
         }
 
-        var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
-        return current is null
-            ? Missing(operationId, options.Value, timeProvider)
-            : Problems.StateConflict(current, "only a succeeded, failed or cancelled operation can be deleted; cancel it first");
+        return await NotChangedAsync(operationId, "only a succeeded, failed or cancelled operation can be deleted; cancel it first",
+            store, options.Value, timeProvider, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -374,6 +370,17 @@ public static class OperationsApi
                 waiter.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Why a conditional change matched no row: 404 or 410 when the operation is not there, else 409 naming its state
+    /// and the <paramref name="rule"/> it broke.
+    /// </summary>
+    private static async Task<IResult> NotChangedAsync(Guid id, string rule, OperationStore store, OperationsOptions options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var current = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        return current is null ? Missing(id, options, timeProvider) : Problems.StateConflict(current, rule);
     }
 
     /// <summary>404 for an id that never existed (or was deleted), 410 for one older than the retention period.</summary>

@@ -50,6 +50,29 @@ public sealed class OperationsTable(string connectionString)
         await FindAsync(id) ?? throw new InvalidOperationException($"The operations table has no row {id}.");
 
     public async Task<string?> StatusOfAsync(Guid id) => (await FindAsync(id))?.Status;
+
+    /// <summary>
+    /// Ends an operation as a worker would have, with attempt 1: <c>succeeded</c> with a sleep's result, or
+    /// <c>failed</c>/<c>cancelled</c> with an error. For setting up states on a node that runs no worker.
+    /// </summary>
+    public async Task FinishAsync(Guid id, string status)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("""
+            UPDATE operations SET status = @status, completed_at = now(), attempts = 1, started_at = now(),
+                   error = CASE WHEN @status <> 'succeeded' THEN '{"type":"urn:test","title":"t"}'::jsonb END,
+                   result = CASE WHEN @status = 'succeeded' THEN '{"sleptMs":1,"attempt":1}'::jsonb END,
+                   version = version + 1
+            WHERE id = @id
+            """, connection);
+        command.Parameters.AddWithValue("status", status);
+        command.Parameters.AddWithValue("id", id);
+        if (await command.ExecuteNonQueryAsync() != 1)
+        {
+            throw new InvalidOperationException($"The operations table has no row {id}.");
+        }
+    }
 }
 
 /// <summary>One row of the <c>operations</c> table; the jsonb columns as text.</summary>
