@@ -124,10 +124,14 @@ public static class OperationsServiceCollectionExtensions
             .StartAt(TimeProvider.System.GetUtcNow() + options.ConsistencyCheckInterval)
             .WithSimpleSchedule(s => s.WithInterval(options.ConsistencyCheckInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
 
-        quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));
-        quartz.AddTrigger(trigger => trigger.ForJob(StatisticsRefreshJob.Key)
-            .StartNow()
-            .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+        // The statistics only feed the Retry-After of API answers: a worker-only node has no use for them.
+        if (options.Role is OperationsRole.All or OperationsRole.Api)
+        {
+            quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));
+            quartz.AddTrigger(trigger => trigger.ForJob(StatisticsRefreshJob.Key)
+                .StartNow()
+                .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+        }
 
         if (options.Role is OperationsRole.All or OperationsRole.Worker)
         {

@@ -93,3 +93,9 @@ public sealed class ApiOnlyPollingApiFactory : PollingApiFactory
 {
     protected override string Role => "Api";
 }
+
+/// <summary>A node with <c>Operations:Role=Worker</c>: it runs handlers and serves only health.</summary>
+public sealed class WorkerOnlyPollingApiFactory : PollingApiFactory
+{
+    protected override string Role => "Worker";
+}
