@@ -1,4 +1,4 @@
-using System.Globalization;
+using PollingApi.Harness;
 
 namespace PollingApi.Benchmarks;
 
@@ -86,50 +86,45 @@ internal sealed record BenchmarkSettings
         int lightOperations = 500;
         int seedRows = quick ? 100_000 : 1_000_000;
         var waitMode = WaitMode.Prefer;
-        string apiDll = Path.Combine("src", "PollingApi", "bin", "Release", "net10.0", "PollingApi.dll");
-        string runDirectory = Path.Combine("artifacts", "benchmarks", now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var paths = new PathOptions("benchmarks", now);
         var apiEnvironment = new Dictionary<string, string>(StringComparer.Ordinal);
         bool statements = false;
 
-        for (int i = 0; i < args.Count; i++)
+        var reader = new CommandLineReader(args);
+        while (reader.MoveNext())
         {
-            string arg = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{arg} needs a value.");
-            int Integer(int min, int max)
+            if (paths.TryRead(reader))
             {
-                string value = Value();
-                return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed >= min && parsed <= max
-                    ? parsed
-                    : throw new ArgumentException($"{arg} must be a whole number from {min} to {max}, not '{value}'.");
+                continue;
             }
 
-            switch (arg)
+            switch (reader.Current)
             {
                 case "--quick":
                     break;
                 case "--runs":
-                    runs = Integer(1, 15);
+                    runs = reader.WholeNumber(1, 15);
                     break;
                 case "--seconds":
-                    seconds = Integer(1, 600);
+                    seconds = reader.WholeNumber(1, 600);
                     break;
                 case "--warmup":
-                    warmup = Integer(0, 120);
+                    warmup = reader.WholeNumber(0, 120);
                     break;
                 case "--api-warmup":
-                    apiWarmup = Integer(0, 600);
+                    apiWarmup = reader.WholeNumber(0, 600);
                     break;
                 case "--clients":
-                    clients = Integer(1, 256);
+                    clients = reader.WholeNumber(1, 256);
                     break;
                 case "--light-ops":
-                    lightOperations = Integer(1, 1_000_000);
+                    lightOperations = reader.WholeNumber(1, 1_000_000);
                     break;
                 case "--seed-rows":
-                    seedRows = Integer(0, 50_000_000);
+                    seedRows = reader.WholeNumber(0, 50_000_000);
                     break;
                 case "--wait-mode":
-                    string mode = Value();
+                    string mode = reader.Value();
                     waitMode = mode switch
                     {
                         "prefer" => WaitMode.Prefer,
@@ -137,17 +132,11 @@ internal sealed record BenchmarkSettings
                         _ => throw new ArgumentException($"--wait-mode must be prefer or long-poll, not '{mode}'."),
                     };
                     break;
-                case "--api-dll":
-                    apiDll = Value();
-                    break;
-                case "--run-dir":
-                    runDirectory = Value();
-                    break;
                 case "--statements":
                     statements = true;
                     break;
                 case "--api-env":
-                    string variable = Value();
+                    string variable = reader.Value();
                     int equals = variable.IndexOf('=', StringComparison.Ordinal);
                     if (equals < 1)
                     {
@@ -157,7 +146,7 @@ internal sealed record BenchmarkSettings
                     apiEnvironment[variable[..equals]] = variable[(equals + 1)..];
                     break;
                 default:
-                    throw new ArgumentException($"Unknown argument '{arg}'.");
+                    throw new ArgumentException($"Unknown argument '{reader.Current}'.");
             }
         }
 
@@ -172,8 +161,8 @@ internal sealed record BenchmarkSettings
             LightOperations = lightOperations,
             SeedRows = seedRows,
             WaitMode = waitMode,
-            ApiDll = Path.GetFullPath(apiDll),
-            RunDirectory = Path.GetFullPath(runDirectory),
+            ApiDll = paths.ApiDll,
+            RunDirectory = paths.RunDirectory,
             ApiEnvironment = apiEnvironment,
             Statements = statements,
         };

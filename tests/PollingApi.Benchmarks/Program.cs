@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using PollingApi.Benchmarks;
 using PollingApi.Benchmarks.Infrastructure;
+using PollingApi.Harness;
 using PollingApi.LocalPostgres;
 
 const int Measured = 0;
@@ -16,15 +16,8 @@ if (args.Contains("--help", StringComparer.Ordinal) || args.Contains("-h", Strin
     return Measured;
 }
 
-BenchmarkSettings settings;
-try
+if (!CommandLineReader.TryParse(() => BenchmarkSettings.Parse(args, TimeProvider.System.GetUtcNow()), BenchmarkSettings.Usage, out var settings))
 {
-    settings = BenchmarkSettings.Parse(args, TimeProvider.System.GetUtcNow());
-}
-catch (ArgumentException ex)
-{
-    Console.Error.WriteLine(ex.Message);
-    Console.Error.WriteLine(BenchmarkSettings.Usage);
     return UsageError;
 }
 
@@ -41,23 +34,7 @@ if (!LocalPostgresCluster.IsAvailable)
 }
 
 // Ctrl+C (or SIGTERM) cancels the run; the finally blocks then stop the API and delete the cluster.
-// A second signal is not intercepted, so it ends the driver at once.
-using var interrupt = new CancellationTokenSource();
-void OnSignal(PosixSignalContext signal)
-{
-    if (interrupt.IsCancellationRequested)
-    {
-        return;
-    }
-
-    signal.Cancel = true;
-    Console.Error.WriteLine($"{signal.Signal}: stopping the API and the cluster (send it again to quit at once)");
-    interrupt.Cancel();
-}
-
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, OnSignal);
+using var interrupt = new SignalCancellation("stopping the API and the cluster");
 
 var startedAt = TimeProvider.System.GetUtcNow();
 var total = Stopwatch.StartNew();

@@ -1,4 +1,4 @@
-using System.Globalization;
+using PollingApi.Harness;
 
 namespace PollingApi.FaultTests;
 
@@ -51,52 +51,41 @@ internal sealed record FaultTestSettings
         int clients = 16;
         int? seed = null;
         bool skipLedger = false;
-        string apiDll = Path.Combine("src", "PollingApi", "bin", "Release", "net10.0", "PollingApi.dll");
-        string runDirectory = Path.Combine("artifacts", "fault-tests", now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var paths = new PathOptions("fault-tests", now);
 
-        for (int i = 0; i < args.Count; i++)
+        var reader = new CommandLineReader(args);
+        while (reader.MoveNext())
         {
-            string arg = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{arg} needs a value.");
-            int Integer(int min, int max)
+            if (paths.TryRead(reader))
             {
-                string value = Value();
-                return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed >= min && parsed <= max
-                    ? parsed
-                    : throw new ArgumentException($"{arg} must be a whole number from {min} to {max}, not '{value}'.");
+                continue;
             }
 
-            switch (arg)
+            switch (reader.Current)
             {
                 case "--operations":
-                    operations = Integer(1, 1_000_000);
+                    operations = reader.WholeNumber(1, 1_000_000);
                     break;
                 case "--duration":
-                    duration = TimeSpan.FromSeconds(Integer(1, 3600));
+                    duration = TimeSpan.FromSeconds(reader.WholeNumber(1, 3600));
                     break;
                 case "--kill-interval":
-                    killInterval = TimeSpan.FromSeconds(Integer(1, 600));
+                    killInterval = TimeSpan.FromSeconds(reader.WholeNumber(1, 600));
                     break;
                 case "--clients":
-                    clients = Integer(1, 256);
+                    clients = reader.WholeNumber(1, 256);
                     break;
                 case "--seed":
-                    seed = Integer(0, int.MaxValue);
+                    seed = reader.WholeNumber(0, int.MaxValue);
                     break;
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "--api-dll":
-                    apiDll = Value();
-                    break;
-                case "--run-dir":
-                    runDirectory = Value();
-                    break;
                 case "crash" or "outage" or "shutdown" or "all" when scenario is null:
-                    scenario = arg;
+                    scenario = reader.Current;
                     break;
                 default:
-                    throw new ArgumentException($"Unknown argument '{arg}'.");
+                    throw new ArgumentException($"Unknown argument '{reader.Current}'.");
             }
         }
 
@@ -114,8 +103,8 @@ internal sealed record FaultTestSettings
             Clients = clients,
             Seed = seed ?? (int)(now.ToUnixTimeMilliseconds() % int.MaxValue),
             SkipLedger = skipLedger,
-            ApiDll = Path.GetFullPath(apiDll),
-            RunDirectory = Path.GetFullPath(runDirectory),
+            ApiDll = paths.ApiDll,
+            RunDirectory = paths.RunDirectory,
         };
     }
 }

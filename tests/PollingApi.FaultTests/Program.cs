@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using PollingApi.FaultTests;
 using PollingApi.FaultTests.Infrastructure;
 using PollingApi.FaultTests.Scenarios;
+using PollingApi.Harness;
 using PollingApi.LocalPostgres;
 
 const int Passed = 0;
@@ -17,15 +17,8 @@ if (args is ["-h" or "--help"])
     return Passed;
 }
 
-FaultTestSettings settings;
-try
+if (!CommandLineReader.TryParse(() => FaultTestSettings.Parse(args, TimeProvider.System.GetUtcNow()), FaultTestSettings.Usage, out var settings))
 {
-    settings = FaultTestSettings.Parse(args, TimeProvider.System.GetUtcNow());
-}
-catch (ArgumentException ex)
-{
-    Console.Error.WriteLine(ex.Message);
-    Console.Error.WriteLine(FaultTestSettings.Usage);
     return UsageError;
 }
 
@@ -42,23 +35,7 @@ if (!LocalPostgresCluster.IsAvailable)
 }
 
 // Ctrl+C (or SIGTERM) cancels the run; the finally blocks then kill the nodes and delete the cluster.
-// A second signal is not intercepted, so it ends the harness at once.
-using var interrupt = new CancellationTokenSource();
-void OnSignal(PosixSignalContext signal)
-{
-    if (interrupt.IsCancellationRequested)
-    {
-        return;
-    }
-
-    signal.Cancel = true;
-    Console.Error.WriteLine($"{signal.Signal}: stopping the nodes and the cluster (send it again to quit at once)");
-    interrupt.Cancel();
-}
-
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, OnSignal);
+using var interrupt = new SignalCancellation("stopping the nodes and the cluster");
 
 Directory.CreateDirectory(settings.RunDirectory);
 Console.WriteLine($"fault tests: {string.Join(", ", settings.Scenarios)}; seed {settings.Seed}; node logs in {settings.RunDirectory}");
@@ -72,7 +49,7 @@ try
     cluster = await LocalPostgresCluster.StartAsync(durable: true, interrupt.Token);
     Console.WriteLine($"PostgreSQL is running on 127.0.0.1:{cluster.Port}");
     using var http = ApiClient.CreateHttpClient();
-    var context = new ScenarioContext(settings, cluster, http, DotnetHost());
+    var context = new ScenarioContext(settings, cluster, http, LoopbackApiProcess.DotnetHost);
     foreach (string scenario in settings.Scenarios)
     {
         Console.WriteLine($"== {scenario}");
@@ -133,9 +110,3 @@ if (violations > 0)
 
 Console.WriteLine("PASSED: no invariant violated");
 return Passed;
-
-// The nodes run on the same dotnet host as the harness when it was started as "dotnet <dll>".
-static string DotnetHost() =>
-    Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet"
-        ? path
-        : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";

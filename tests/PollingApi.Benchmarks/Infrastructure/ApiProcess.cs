@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
+using PollingApi.Harness;
 
 namespace PollingApi.Benchmarks.Infrastructure;
 
@@ -13,24 +11,19 @@ namespace PollingApi.Benchmarks.Infrastructure;
 internal sealed class ApiProcess : IAsyncDisposable
 {
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(45);
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(120);
 
-    private readonly Process _process;
-    private readonly Task _copyOutput;
-    private readonly Task _copyError;
+    private readonly LoopbackApiProcess _process;
 
-    private ApiProcess(Process process, Uri baseAddress, string logPath, Task copyOutput, Task copyError)
+    private ApiProcess(LoopbackApiProcess process, string logPath)
     {
         _process = process;
-        BaseAddress = baseAddress;
         LogPath = logPath;
-        _copyOutput = copyOutput;
-        _copyError = copyError;
-        Pid = process.Id;
     }
 
-    public Uri BaseAddress { get; }
+    public Uri BaseAddress => _process.BaseAddress;
 
-    public int Pid { get; }
+    public int Pid => _process.Pid;
 
     public string LogPath { get; }
 
@@ -40,37 +33,20 @@ internal sealed class ApiProcess : IAsyncDisposable
     public static async Task<ApiProcess> StartAsync(string apiDll, string connectionString, IReadOnlyDictionary<string, string> extraEnvironment,
         string logPath, HttpClient http, CancellationToken cancellationToken)
     {
-        int port = FreeLoopbackPort();
-        var baseAddress = new Uri($"http://127.0.0.1:{port.ToString(CultureInfo.InvariantCulture)}/");
-        var startInfo = new ProcessStartInfo(DotnetHost())
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            WorkingDirectory = Path.GetDirectoryName(apiDll)!,
-        };
-        startInfo.ArgumentList.Add(apiDll);
-        startInfo.ArgumentList.Add("--urls");
-        startInfo.ArgumentList.Add(baseAddress.GetLeftPart(UriPartial.Authority));
-        startInfo.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        startInfo.Environment["DOTNET_ENVIRONMENT"] = "Production";
-        startInfo.Environment["ConnectionStrings__Operations"] = connectionString;
-        startInfo.Environment["Logging__LogLevel__Default"] = "Warning";
-        foreach (var (name, value) in extraEnvironment)
-        {
-            startInfo.Environment[name] = value;
-        }
-
-        var process = Process.Start(startInfo) ?? throw new InvalidOperationException($"Could not start {startInfo.FileName}.");
-        process.StandardInput.Close();
-        var api = new ApiProcess(process, baseAddress, logPath,
-            CopyToFileAsync(process.StandardOutput.BaseStream, logPath + ".stdout"),
-            CopyToFileAsync(process.StandardError.BaseStream, logPath + ".stderr"));
+        var api = new ApiProcess(
+            LoopbackApiProcess.Start(LoopbackApiProcess.DotnetHost, apiDll, connectionString, extraEnvironment, logPath + ".stdout", logPath + ".stderr"),
+            logPath);
         try
         {
-            await api.WaitUntilReadyAsync(http, TimeSpan.FromSeconds(120), cancellationToken);
-            return api;
+            var (outcome, last) = await api._process.WaitUntilReadyAsync(http, ReadyTimeout, TimeSpan.FromMilliseconds(200), cancellationToken);
+            return outcome switch
+            {
+                Readiness.Ready => api,
+                Readiness.Exited => throw new InvalidOperationException(
+                    $"The API exited with {api._process.ExitCode?.ToString(CultureInfo.InvariantCulture)} before it was ready:{Environment.NewLine}{api.Tail()}"),
+                _ => throw new TimeoutException(
+                    $"The API was not ready within {ReadyTimeout.TotalSeconds:0} s (last: {last}):{Environment.NewLine}{api.Tail()}"),
+            };
         }
         catch
         {
@@ -103,30 +79,19 @@ internal sealed class ApiProcess : IAsyncDisposable
     }
 
     /// <summary>The last lines of the API's standard error and output, for a failure message.</summary>
-    public string Tail(int lines = 30)
-    {
-        static IEnumerable<string> Last(string path, int count) => File.Exists(path) ? File.ReadLines(path).TakeLast(count) : [];
-        return string.Join(Environment.NewLine, Last(LogPath + ".stderr", lines).Concat(Last(LogPath + ".stdout", lines)));
-    }
+    public string Tail(int lines = 30) => _process.Tail(lines);
 
     /// <summary>SIGTERM (the host's graceful shutdown), then SIGKILL if it is still running after 45 s. Returns the exit code.</summary>
     public async Task<int?> StopAsync(CancellationToken cancellationToken)
     {
         if (!_process.HasExited)
         {
-            var startInfo = new ProcessStartInfo("kill") { UseShellExecute = false, RedirectStandardError = true };
-            startInfo.ArgumentList.Add("-TERM");
-            startInfo.ArgumentList.Add(Pid.ToString(CultureInfo.InvariantCulture));
-            using (var kill = Process.Start(startInfo) ?? throw new InvalidOperationException("Could not start kill."))
+            // A failed kill -TERM is not an error here: the process is killed after StopTimeout anyway.
+            await _process.SendTerminateAsync(cancellationToken);
+            if (!await _process.WaitForExitAsync(StopTimeout, cancellationToken))
             {
-                await kill.StandardError.ReadToEndAsync(cancellationToken);
-                await kill.WaitForExitAsync(cancellationToken);
-            }
-
-            if (!await WaitForExitAsync(StopTimeout, cancellationToken))
-            {
-                Kill();
-                await WaitForExitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+                _process.Kill();
+                await _process.WaitForExitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
                 return null;
             }
         }
@@ -144,92 +109,10 @@ internal sealed class ApiProcess : IAsyncDisposable
             }
             catch (InvalidOperationException)
             {
-                Kill();
+                _process.Kill();
             }
         }
 
-        // The copies end when the pipes close; a grandchild holding them open must not hang the driver.
-        await Task.WhenAll(_copyOutput, _copyError).WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(static _ => { },
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        _process.Dispose();
+        await _process.DisposeAsync();
     }
-
-    private async Task WaitUntilReadyAsync(HttpClient http, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        var ready = new Uri(BaseAddress, "health/ready");
-        var started = Stopwatch.StartNew();
-        string last = "no answer yet";
-        while (started.Elapsed < timeout)
-        {
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException(
-                    $"The API exited with {_process.ExitCode.ToString(CultureInfo.InvariantCulture)} before it was ready:{Environment.NewLine}{Tail()}");
-            }
-
-            try
-            {
-                using var response = await http.GetAsync(ready, cancellationToken);
-                if (response.StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-
-                last = $"HTTP {((int)response.StatusCode).ToString(CultureInfo.InvariantCulture)}";
-            }
-            catch (HttpRequestException ex)
-            {
-                last = ex.Message;
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
-        }
-
-        throw new TimeoutException($"The API was not ready within {timeout.TotalSeconds:0} s (last: {last}):{Environment.NewLine}{Tail()}");
-    }
-
-    private async Task<bool> WaitForExitAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(timeout);
-        try
-        {
-            await _process.WaitForExitAsync(deadline.Token);
-            return true;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return false;
-        }
-    }
-
-    private void Kill()
-    {
-        try
-        {
-            _process.Kill(entireProcessTree: false);
-        }
-        catch (InvalidOperationException)
-        {
-            // It has exited already.
-        }
-    }
-
-    private static async Task CopyToFileAsync(Stream source, string path)
-    {
-        await using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 4096, useAsync: true);
-        await source.CopyToAsync(file);
-    }
-
-    private static int FreeLoopbackPort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static string DotnetHost() =>
-        Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet"
-            ? path
-            : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
 }

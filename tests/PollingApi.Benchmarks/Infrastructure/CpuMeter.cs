@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using PollingApi.Harness;
 
 namespace PollingApi.Benchmarks.Infrastructure;
 
@@ -20,7 +21,6 @@ internal sealed record CpuUsage(double WallSeconds, double Api, double Postgres,
 /// </summary>
 internal sealed class CpuMeter(int postgresPort)
 {
-    private static readonly double TicksPerSecond = ReadClockTicks();
     private int? _postmasterPid;
 
     /// <summary>The API process to account for; null while none runs.</summary>
@@ -33,19 +33,19 @@ internal sealed class CpuMeter(int postgresPort)
         if (_postmasterPid is { } postmaster)
         {
             // The postmaster's own time plus what it reaped from exited backends, plus every live child's time.
-            postgres = ReadStat(postmaster) is { } stat ? stat.Own + stat.Children : 0;
+            postgres = ProcessCpuTimes.TryRead(postmaster) is { } stat ? stat.OwnTicks + stat.ReapedChildrenTicks : 0;
             foreach (int pid in ProcessIds())
             {
-                if (pid != postmaster && ReadStat(pid) is { } child && child.ParentPid == postmaster)
+                if (pid != postmaster && ProcessCpuTimes.TryRead(pid) is { } child && child.ParentPid == postmaster)
                 {
-                    postgres += child.Own;
+                    postgres += child.OwnTicks;
                 }
             }
         }
 
-        long api = ApiPid is { } apiPid && ReadStat(apiPid) is { } apiStat ? apiStat.Own : 0;
-        var self = ReadStat(Environment.ProcessId);
-        return new CpuSnapshot(Stopwatch.GetTimestamp(), api, postgres, self?.Own ?? 0, self?.Children ?? 0, ReadMachineBusy());
+        long api = ApiPid is { } apiPid && ProcessCpuTimes.TryRead(apiPid) is { } apiStat ? apiStat.OwnTicks : 0;
+        var self = ProcessCpuTimes.TryRead(Environment.ProcessId);
+        return new CpuSnapshot(Stopwatch.GetTimestamp(), api, postgres, self?.OwnTicks ?? 0, self?.ReapedChildrenTicks ?? 0, ReadMachineBusy());
     }
 
     public static CpuUsage Between(CpuSnapshot start, CpuSnapshot end) => new(
@@ -56,7 +56,7 @@ internal sealed class CpuMeter(int postgresPort)
         Seconds(end.DriverChildren - start.DriverChildren),
         Seconds(end.Machine - start.Machine));
 
-    private static double Seconds(long ticks) => Math.Max(0, ticks) / TicksPerSecond;
+    private static double Seconds(long ticks) => Math.Max(0, ticks) / (double)ProcessCpuTimes.TicksPerSecond;
 
     /// <summary>The postmaster of our cluster: the <c>postgres</c> process started with <c>-p &lt;port&gt;</c>.</summary>
     private static int? FindPostmaster(int port)
@@ -100,27 +100,6 @@ internal sealed class CpuMeter(int postgresPort)
         }
     }
 
-    private readonly record struct ProcessStat(int ParentPid, long Own, long Children);
-
-    private static ProcessStat? ReadStat(int pid)
-    {
-        string stat;
-        try
-        {
-            stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-
-        // The command name (field 2) is in parentheses and may hold spaces; the fields after it are plain.
-        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        // fields[0] is field 3 (state): ppid is field 4, utime/stime fields 14/15, cutime/cstime fields 16/17.
-        static long At(string[] f, int field) => long.Parse(f[field - 3], CultureInfo.InvariantCulture);
-        return new ProcessStat((int)At(fields, 4), At(fields, 14) + At(fields, 15), At(fields, 16) + At(fields, 17));
-    }
-
     /// <summary>Busy time of all cores: everything in the first line of <c>/proc/stat</c> but idle and iowait.</summary>
     private static long ReadMachineBusy()
     {
@@ -129,23 +108,6 @@ internal sealed class CpuMeter(int postgresPort)
             .Select(v => long.Parse(v, CultureInfo.InvariantCulture)).ToArray();
         // user nice system idle iowait irq softirq steal
         return values.Sum() - values[3] - values[4];
-    }
-
-    private static double ReadClockTicks()
-    {
-        try
-        {
-            var startInfo = new ProcessStartInfo("getconf", ["CLK_TCK"]) { UseShellExecute = false, RedirectStandardOutput = true };
-            using var getconf = Process.Start(startInfo);
-            string? output = getconf?.StandardOutput.ReadToEnd().Trim();
-            getconf?.WaitForExit();
-            return long.TryParse(output, NumberStyles.None, CultureInfo.InvariantCulture, out long ticks) && ticks > 0 ? ticks : 100;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            // No getconf: Linux has used 100 ticks per second on every common architecture for decades.
-            return 100;
-        }
     }
 }
 

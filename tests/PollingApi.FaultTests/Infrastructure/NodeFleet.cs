@@ -1,5 +1,4 @@
-using System.Diagnostics;
-using System.Net;
+using PollingApi.Harness;
 
 namespace PollingApi.FaultTests.Infrastructure;
 
@@ -36,36 +35,14 @@ internal sealed class NodeFleet(NodeLaunch launch, HttpClient http) : IAsyncDisp
 
     public async Task WaitUntilReadyAsync(NodeProcess node, CancellationToken cancellationToken)
     {
-        var watch = Stopwatch.StartNew();
-        var ready = new Uri(node.BaseAddress, "health/ready");
-        while (true)
+        switch (await node.WaitUntilReadyAsync(http, ReadyDeadline, TimeSpan.FromMilliseconds(100), cancellationToken))
         {
-            if (node.HasExited)
-            {
+            case Readiness.Exited:
                 throw new InvalidOperationException(
                     $"Node {node.NodeId} exited with {node.ExitCode} before it was ready. Its last output:{Environment.NewLine}{node.Tail()}");
-            }
-
-            try
-            {
-                using var response = await http.GetAsync(ready, cancellationToken);
-                if (response.StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // Not listening yet.
-            }
-
-            if (watch.Elapsed > ReadyDeadline)
-            {
+            case Readiness.TimedOut:
                 throw new TimeoutException(
                     $"Node {node.NodeId} was not ready within {ReadyDeadline.TotalSeconds:0} s. Its last output:{Environment.NewLine}{node.Tail()}");
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
         }
     }
 
