@@ -79,7 +79,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlySet<Guid>> InsertManyAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration,
         CancellationToken cancellationToken)
     {
-        const string Insert = """
+        const string Sql = """
             INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
                                     locked_by, locked_until, started_at, trace_parent, idempotency_key, request_hash,
                                     created_at, updated_at)
@@ -91,12 +91,9 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @idempotencyKeys,
                         @requestHashes, @createdAt)
                  AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, idempotency_key, request_hash, created_at)
-
+            ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id
             """;
-        // ON CONFLICT makes every row a speculative insertion (an extra lock and WAL record each), so only a batch
-        // that carries idempotency keys pays for it.
-        const string KeyedSql = Insert + "ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id";
-        const string Sql = Insert + "RETURNING id";
         int count = inserts.Count;
         var ids = new Guid[count];
         var owners = new string[count];
@@ -123,7 +120,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             createdAt[i] = insert.CreatedAt;
         }
 
-        await using var command = dataSource.CreateCommand(Array.Exists(idempotencyKeys, key => key is not null) ? KeyedSql : Sql);
+        await using var command = dataSource.CreateCommand(Sql);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
         command.Parameters.Add(new NpgsqlParameter<string[]>("owners", owners));
         command.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
