@@ -38,31 +38,6 @@ public sealed class BatchedWriteTests
     }
 
     [Fact]
-    public async Task InsertsThatShareAnIdempotencyKeyStoreOneRowEvenWithinOneBatch()
-    {
-        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "keyholder");
-        var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
-        byte[] hash = [1, 2, 3];
-        var sameKey = Enumerable.Range(0, 20)
-            .Select(_ => new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null, "same-key", hash)).ToList();
-        var ownKeys = Enumerable.Range(0, 20)
-            .Select(i => new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null, $"key-{i}", hash)).ToList();
-
-        var results = await Task.WhenAll(sameKey.Concat(ownKeys)
-            .Select(o => host.BatchWriter.InsertAsync(new OperationInsert(o, now, ClaimedBy: null))));
-
-        Assert.Equal(1, results.Take(20).Count(stored => stored));
-        Assert.All(results.Skip(20), Assert.True);
-        Assert.Equal(1, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE idempotency_key = 'same-key'"));
-        var winner = sameKey[Array.IndexOf(results, true)];
-        var row = await host.Store.FindByIdempotencyKeyAsync("default", "same-key", CancellationToken.None);
-        Assert.NotNull(row);
-        Assert.Equal(winner.Id, row.Id);
-        Assert.Equal(hash, row.RequestHash);
-        Assert.Equal(21, await host.ScalarAsync<long>("SELECT count(*) FROM operations"));
-    }
-
-    [Fact]
     public async Task AnInsertCancelledBeforeItsBatchIsFormedIsNotStored()
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "canceller");

@@ -141,7 +141,9 @@ internal static class CommandEndpoint
         var waiter = wait > TimeSpan.Zero ? waiters.Register(operation.Id) : null;
         try
         {
-            var row = await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            var row = idempotencyKey is null
+                ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration, cancellationToken).ConfigureAwait(false)
+                : await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
             bool replayed = false;
             if (row is null)
             {
@@ -199,32 +201,28 @@ internal static class CommandEndpoint
     }
 
     /// <summary>
-    /// Stores an operation through the group-committed insert; null when its idempotency key was taken. When this
-    /// node's worker has a slot to spare, the row is stored already claimed by this node and the worker runs it at
-    /// once, with no claim statement and no wake-up in between.
+    /// Stores an operation without an idempotency key through the group-committed insert. When this node's worker
+    /// has a slot to spare, the row is stored already claimed by this node and the worker runs it at once, with no
+    /// claim statement and no wake-up in between.
     /// </summary>
-    private static async Task<OperationRow?> InsertAsync(IServiceProvider services, NewOperation operation, DateTime createdAt,
+    private static async Task<OperationRow> InsertAsync(IServiceProvider services, NewOperation operation, DateTime createdAt,
         TimeSpan leaseDuration, CancellationToken cancellationToken)
     {
         var pump = services.GetRequiredService<OperationPump>();
         bool claim = pump.TryPromiseSlot();
         var insert = new OperationInsert(operation, createdAt, claim ? services.GetRequiredService<NodeIdentity>().Id : null);
-        bool stored = false;
+        bool committed = false;
         try
         {
-            stored = await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert, cancellationToken).ConfigureAwait(false);
+            await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert, cancellationToken).ConfigureAwait(false);
+            committed = true;
         }
         finally
         {
-            if (claim && !stored)
+            if (claim && !committed)
             {
                 pump.BreakPromise();
             }
-        }
-
-        if (!stored)
-        {
-            return null;
         }
 
         if (claim)

@@ -22,8 +22,8 @@ public sealed class OperationBatchWriter : IAsyncDisposable
         var leaseDuration = options.Value.LeaseDuration;
         _inserts = new GroupCommit<OperationInsert, bool>(async batch =>
         {
-            var stored = await store.InsertManyAsync(batch, leaseDuration, CancellationToken.None).ConfigureAwait(false);
-            return batch.Select(insert => stored.Contains(insert.Operation.Id)).ToArray();
+            await store.InsertManyAsync(batch, leaseDuration, CancellationToken.None).ConfigureAwait(false);
+            return Enumerable.Repeat(true, batch.Count).ToArray();
         }, Writers, MaxBatch);
         _completions = new GroupCommit<OperationCompletion, OperationRow?>(async batch =>
         {
@@ -35,11 +35,10 @@ public sealed class OperationBatchWriter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Stores a new operation (see <see cref="OperationStore.InsertManyAsync"/>) and completes once it is committed:
-    /// true when stored, false when its owner had used its idempotency key already. Cancelled before its batch is
-    /// formed, it is not stored.
+    /// Stores a new operation (see <see cref="OperationStore.InsertManyAsync"/>); completes once it is committed.
+    /// Cancelled before its batch is formed, it is not stored.
     /// </summary>
-    public Task<bool> InsertAsync(OperationInsert insert, CancellationToken cancellationToken = default) =>
+    public Task InsertAsync(OperationInsert insert, CancellationToken cancellationToken = default) =>
         _inserts.WriteAsync(insert, cancellationToken);
 
     /// <summary>Stores a successful attempt's result, fenced: the stored row, or null when the lease was lost meanwhile.</summary>

@@ -70,29 +70,21 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Stores new operations in one statement and one commit. Each is pending, or, with a
+    /// Stores new operations (without idempotency keys) in one statement and one commit. Each is pending, or, with a
     /// <see cref="OperationInsert.ClaimedBy"/> node, already running: its first attempt started at creation under a
-    /// lease of <paramref name="leaseDuration"/>, so that node runs it without a claim. Returns the ids stored: one
-    /// whose idempotency key the owner has used already is not (the unique index decides, also between rows of the
-    /// same batch).
+    /// lease of <paramref name="leaseDuration"/>, so that node runs it without a claim.
     /// </summary>
-    public async Task<IReadOnlySet<Guid>> InsertManyAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration,
-        CancellationToken cancellationToken)
+    public async Task InsertManyAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration, CancellationToken cancellationToken)
     {
         const string Sql = """
             INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                    locked_by, locked_until, started_at, trace_parent, idempotency_key, request_hash,
-                                    created_at, updated_at)
+                                    locked_by, locked_until, started_at, trace_parent, created_at, updated_at)
             SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
                    CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, created_at,
                    locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
-                   CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, idempotency_key, request_hash,
-                   created_at, created_at
-            FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @idempotencyKeys,
-                        @requestHashes, @createdAt)
-                 AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, idempotency_key, request_hash, created_at)
-            ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-            RETURNING id
+                   CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at
+            FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt)
+                 AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at)
             """;
         int count = inserts.Count;
         var ids = new Guid[count];
@@ -102,8 +94,6 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         var maxAttempts = new int[count];
         var lockedBy = new string?[count];
         var traceParents = new string?[count];
-        var idempotencyKeys = new string?[count];
-        var requestHashes = new byte[]?[count];
         var createdAt = new DateTime[count];
         for (int i = 0; i < count; i++)
         {
@@ -115,8 +105,6 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             maxAttempts[i] = insert.Operation.MaxAttempts;
             lockedBy[i] = insert.ClaimedBy;
             traceParents[i] = insert.Operation.TraceParent;
-            idempotencyKeys[i] = insert.Operation.IdempotencyKey;
-            requestHashes[i] = insert.Operation.RequestHash;
             createdAt[i] = insert.CreatedAt;
         }
 
@@ -128,18 +116,10 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<int[]>("maxAttempts", maxAttempts));
         command.Parameters.Add(new NpgsqlParameter<string?[]>("lockedBy", lockedBy) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        command.Parameters.Add(new NpgsqlParameter<string?[]>("idempotencyKeys", idempotencyKeys) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
-        command.Parameters.Add(new NpgsqlParameter<byte[]?[]>("requestHashes", requestHashes) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Bytea });
         command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
         command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
-        var stored = new HashSet<Guid>(count);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            stored.Add(reader.GetGuid(0));
-        }
-
-        return stored;
+        // Without ON CONFLICT, the statement stores every row or fails as a whole.
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<OperationRow?> FindByIdempotencyKeyAsync(string owner, string idempotencyKey, CancellationToken cancellationToken)
