@@ -96,18 +96,18 @@ public sealed class LeaseTests
         var second = Assert.Single(await host.Store.ClaimAsync("worker-b", 1, now, now.AddSeconds(30), CancellationToken.None));
         Assert.Equal(2, second.Attempts);
 
-        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now, CancellationToken.None));
+        Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now)));
         Assert.False(await host.Store.FailAsync(submitted.Id, "worker-a", first.Attempts, """{"type":"x","title":"a"}""", now, CancellationToken.None));
         Assert.False(await host.Store.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", CancellationToken.None));
         // The same node with a stale attempt number is fenced out too.
-        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now, CancellationToken.None));
+        Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now)));
         Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
 
-        Assert.True(await host.Store.CompleteAsync(submitted.Id, "worker-b", second.Attempts, """{"by":"b"}""", now, CancellationToken.None));
+        Assert.NotNull(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-b", second.Attempts, """{"by":"b"}""", now)));
         var row = await host.ReadAsync(submitted.Id);
         Assert.Equal(OperationStatus.Succeeded, row.Status);
         Assert.Equal("""{"by": "b"}""", row.Result);
-        Assert.False(await host.Store.CompleteAsync(submitted.Id, "worker-b", second.Attempts, """{"by":"again"}""", now, CancellationToken.None));
+        Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-b", second.Attempts, """{"by":"again"}""", now)));
     }
 
     [Fact]

@@ -70,7 +70,7 @@ public sealed class TransactionalHandlerTests
                 UPDATE operations SET locked_by = 'new-owner', attempts = attempts + 1 WHERE id = @id;
                 INSERT INTO test_effects (operation_id, attempt) VALUES (@id, 2);
                 """, new { id = submitted.Id }, transaction);
-            Assert.True(await stale.Store.CompleteAsync(submitted.Id, "new-owner", 2, "{}", Now(), CancellationToken.None, transaction));
+            Assert.True(await Storage.OperationStore.CompleteInTransactionAsync(submitted.Id, "new-owner", 2, "{}", Now(), transaction, CancellationToken.None));
             await transaction.CommitAsync();
         }
 

@@ -430,7 +430,7 @@ public sealed partial class OperationPump(
     /// </summary>
     private async Task CommitWithOutcomeAsync(ClaimedOperation operation, NpgsqlTransaction transaction, string resultJson)
     {
-        bool fenced = await store.CompleteAsync(operation.Id, node.Id, operation.Attempts, resultJson, Now(), CancellationToken.None, transaction)
+        bool fenced = await OperationStore.CompleteInTransactionAsync(operation.Id, node.Id, operation.Attempts, resultJson, Now(), transaction, CancellationToken.None)
             .ConfigureAwait(false);
         if (!fenced)
         {

@@ -303,30 +303,27 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
     }
 
     /// <summary>
-    /// Stores the result of a successful attempt. False when the lease was lost meanwhile. With a
-    /// <paramref name="transaction"/>, the update joins it (the caller commits, or rolls back when false).
+    /// Stores the result of a transactional handler's successful attempt in the handler's <paramref name="transaction"/>
+    /// (the caller commits, or rolls back when false). False when the lease was lost meanwhile. Other handlers'
+    /// successes go through <see cref="CompleteManyAsync"/>.
     /// </summary>
-    public async Task<bool> CompleteAsync(Guid id, string nodeId, int attempt, string resultJson, DateTime now,
-        CancellationToken cancellationToken, NpgsqlTransaction? transaction = null)
+    public static async Task<bool> CompleteInTransactionAsync(Guid id, string nodeId, int attempt, string resultJson, DateTime now,
+        NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(transaction);
         const string Sql = """
             UPDATE operations
             SET status = 'succeeded', result = CAST(@resultJson AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = @now, updated_at = @now, version = version + 1
             WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
-        if (transaction is not null)
-        {
-            return await transaction.Connection!.ExecuteAsync(new CommandDefinition(Sql, new { id, nodeId, attempt, resultJson, now },
-                transaction, cancellationToken: cancellationToken)).ConfigureAwait(false) == 1;
-        }
-
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, resultJson, now }, cancellationToken).ConfigureAwait(false);
+        return await transaction.Connection!.ExecuteAsync(new CommandDefinition(Sql, new { id, nodeId, attempt, resultJson, now },
+            transaction, cancellationToken: cancellationToken)).ConfigureAwait(false) == 1;
     }
 
     /// <summary>
     /// Stores the results of successful attempts in one statement and one commit, each fenced like
-    /// <see cref="CompleteAsync"/>. Returns the rows whose result was stored; the others had lost their lease.
+    /// <see cref="CompleteInTransactionAsync"/>. Returns the rows whose result was stored; the others had lost their lease.
     /// </summary>
     public async Task<IReadOnlyList<OperationRow>> CompleteManyAsync(IReadOnlyList<OperationCompletion> completions, CancellationToken cancellationToken)
     {
