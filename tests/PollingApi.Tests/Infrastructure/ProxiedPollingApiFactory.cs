@@ -1,5 +1,3 @@
-using Npgsql;
-
 namespace PollingApi.Tests.Infrastructure;
 
 /// <summary>
@@ -14,20 +12,15 @@ public sealed class ProxiedPollingApiFactory : PollingApiFactory
 
     protected override Task<string> CreateServerConnectionStringAsync(string databaseConnectionString)
     {
-        var builder = new NpgsqlConnectionStringBuilder(databaseConnectionString);
-        string host = builder.Host ?? "localhost";
-        if (host.StartsWith('/'))
-        {
-            throw new InvalidOperationException($"The outage tests need a TCP host to proxy, not the Unix socket '{host}'.");
-        }
-
-        _proxy = TcpProxy.Start(host, builder.Port);
-        builder.Host = "127.0.0.1";
-        builder.Port = _proxy.Port;
-        builder.Pooling = false;
-        builder.Timeout = 5;
-        return Task.FromResult(builder.ConnectionString);
+        _proxy = TcpProxy.InFrontOf(databaseConnectionString, out string proxied);
+        return Task.FromResult(proxied);
     }
+
+    /// <summary>Short, so that tests of a commit outcome that cannot be settled do not wait long for the answer.</summary>
+    public static readonly TimeSpan CommitResolutionTimeout = TimeSpan.FromSeconds(2);
+
+    protected override IEnumerable<(string Key, string Value)> Settings =>
+        [("Operations:CommitResolutionTimeout", CommitResolutionTimeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture))];
 
     public override async ValueTask DisposeAsync()
     {
