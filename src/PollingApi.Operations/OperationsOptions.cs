@@ -52,6 +52,13 @@ public sealed class OperationsOptions
     /// <summary>The longest a request may wait for an operation to finish (<c>Prefer: wait</c>, <c>?wait=</c>).</summary>
     public TimeSpan MaxWait { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// How long a node keeps trying to settle a write whose connection failed after it was sent (was it committed or
+    /// not?) before it tells the caller the outcome is unknown (<c>503 commit-outcome-unknown</c>). A keyed submit,
+    /// cancel, retry or delete whose client hangs up stops settling sooner; a group-commit batch settles for all its callers.
+    /// </summary>
+    public TimeSpan CommitResolutionTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long a finished operation (and its idempotency key) is kept before it is purged.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
 
@@ -113,6 +120,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
 
         Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
             $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
+        Require(options.CommitResolutionTimeout >= TimeSpan.FromMilliseconds(100) && options.CommitResolutionTimeout <= TimeSpan.FromMinutes(1),
+            $"Operations:CommitResolutionTimeout must be 00:00:00.100 to 00:01:00, not {options.CommitResolutionTimeout}.");
         Require(options.Retention >= TimeSpan.FromHours(24),
             $"Operations:Retention must be at least 1.00:00:00 (24 hours), not {options.Retention}.");
         Require(options.PurgeInterval >= TimeSpan.FromSeconds(1), $"Operations:PurgeInterval must be at least 00:00:01, not {options.PurgeInterval}.");

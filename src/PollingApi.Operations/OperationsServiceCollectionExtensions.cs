@@ -64,6 +64,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<DatabaseMigrator>();
         services.AddHostedService<DatabaseMigrationService>();
         services.AddSingleton<OperationStore>();
+        services.AddSingleton<CommitOutcomeResolver>();
         services.AddSingleton<OperationBatchWriter>();
 
         // Validation messages name fields as the JSON does: "'durationMs' must not be empty.", not "'Duration Ms' ...".

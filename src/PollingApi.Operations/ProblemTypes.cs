@@ -15,6 +15,9 @@ public static class ProblemTypes
     public const string MethodNotAllowed = Prefix + "method-not-allowed";
     public const string BadRequest = Prefix + "bad-request";
     public const string DatabaseUnavailable = Prefix + "database-unavailable";
+
+    /// <summary>The connection failed after a write was sent and its commit could not be confirmed: it may or may not have happened.</summary>
+    public const string CommitOutcomeUnknown = Prefix + "commit-outcome-unknown";
     public const string IdempotencyKeyReused = Prefix + "idempotency-key-reused";
     public const string InvalidIdempotencyKey = Prefix + "invalid-idempotency-key";
     public const string InvalidPreference = Prefix + "invalid-preference";

@@ -71,7 +71,8 @@ public sealed class FinishedOperationCacheTests(ApiOnlyPollingApiFactory factory
         {
             var store = new Operations.Storage.OperationStore(otherNode);
             Assert.True(await store.DeleteTerminalAsync(deleted, "default", CancellationToken.None));
-            Assert.NotNull(await store.RetryAsync(retried, "default", TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None));
+            var failed = await store.FindAsync(retried, "default", CancellationToken.None);
+            Assert.NotNull(await store.RetryAsync(retried, "default", failed!.Version, TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None));
         }
 
         await Eventually.WaitUntilAsync(async () => (await _client.FetchAsync($"/v1/operations/{deleted}")).Status == HttpStatusCode.NotFound, Deadline);

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using PollingApi.Operations.Processing;
 using PollingApi.Operations.Storage;
 
@@ -68,7 +69,10 @@ internal static class CommandEndpoint
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large)."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json."))
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
-                "The database cannot be reached and nothing was stored: retry after Retry-After seconds.", ResponseHeaders.RetryAfter));
+                "The database cannot be reached. database-unavailable: nothing was stored, retry after Retry-After seconds. " +
+                "commit-outcome-unknown: the connection failed after the write was sent, so the operation in operationId may have " +
+                "been stored; GET its Location once the service answers again: 404 means it was not stored, anything else is the operation.",
+                ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation));
     }
 
     private static async Task<IResult> SubmitAsync<TRequest>(HttpContext http, CommandDescriptor command, CancellationToken cancellationToken)
@@ -137,13 +141,29 @@ internal static class CommandEndpoint
         var operation = new NewOperation(Guid.CreateVersion7(now), OperationOwner.Default, command.Kind, payload,
             command.MaxAttempts ?? options.DefaultMaxAttempts, Activity.Current?.Id, idempotencyKey, requestHash);
 
+        var resolver = services.GetRequiredService<CommitOutcomeResolver>();
+
+        // An insert with a key settles an unknown commit outcome by running again: the key's unique index makes it store
+        // nothing when the first one was committed (waiting for it if it is still committing), and the key then leads to
+        // this very operation. Null still means "the key belongs to another operation".
+        Task<OperationRow?> InsertWithKeyAsync() => resolver.RunAsync("a submit with an idempotency key",
+            ct => store.InsertAsync(operation, now.UtcDateTime, ct),
+            async ct =>
+            {
+                var written = await store.InsertAsync(operation, now.UtcDateTime, ct).ConfigureAwait(false);
+                var stored = written is null ? await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, ct).ConfigureAwait(false) : null;
+                bool ours = stored?.Id == operation.Id;
+                resolver.ReportSettled("a submit with an idempotency key", ours ? 1 : 0, written is null ? 0 : 1);
+                return written ?? (ours ? stored : null);
+            }, cancellationToken);
+
         // Registered before the insert, so a completion that races the answer is not missed.
         var waiter = wait > TimeSpan.Zero ? waiters.Register(operation.Id) : null;
         try
         {
             var row = idempotencyKey is null
                 ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration, cancellationToken).ConfigureAwait(false)
-                : await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
+                : await InsertWithKeyAsync().ConfigureAwait(false);
             bool replayed = false;
             if (row is null)
             {
@@ -152,7 +172,7 @@ internal static class CommandEndpoint
                 if (existing is null)
                 {
                     // Deleted or purged between the two statements: the key is free again.
-                    row = await store.InsertAsync(operation, now.UtcDateTime, cancellationToken).ConfigureAwait(false);
+                    row = await InsertWithKeyAsync().ConfigureAwait(false);
                     existing = row ?? await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, cancellationToken).ConfigureAwait(false);
                 }
 
@@ -182,8 +202,16 @@ internal static class CommandEndpoint
 
             if (waiter is not null && !OperationStatus.IsTerminal(row.Status))
             {
-                row = await OperationsApi.WaitUntilDoneAsync(row.Id, row, waiter, wait, store, waiters, timeProvider, cancellationToken)
-                          .ConfigureAwait(false) ?? row;
+                try
+                {
+                    row = await OperationsApi.WaitUntilDoneAsync(row.Id, row, waiter, wait, store, waiters, timeProvider, cancellationToken)
+                              .ConfigureAwait(false) ?? row;
+                }
+                catch (NpgsqlException)
+                {
+                    // The operation is stored: a database failure while waiting for it ends the wait, not the promise.
+                    // The answer is the state last read, a 202 the caller polls as usual.
+                }
             }
 
             if (waiter is not null && OperationStatus.IsTerminal(row.Status))
@@ -193,6 +221,13 @@ internal static class CommandEndpoint
             }
 
             return OperationResponses.Respond(http, row, services.GetRequiredService<RetryAfterPolicy>(), withLocation: true);
+        }
+        catch (CommitOutcomeUnknownException)
+        {
+            return OperationResponses.CommitOutcomeUnknown(http, operation.Id, services.GetRequiredService<RetryAfterPolicy>(),
+                $"Operation {operation.Id} may have been stored: the connection to the database failed after the write was sent, " +
+                "and whether it was committed could not be confirmed in time. GET its Location once the service answers again: " +
+                "404 means it was not stored (submit it again); any other answer is the operation. An Idempotency-Key makes such retries safe.");
         }
         finally
         {
@@ -216,6 +251,12 @@ internal static class CommandEndpoint
         {
             await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert, cancellationToken).ConfigureAwait(false);
             committed = true;
+        }
+        catch (CommitOutcomeUnknownException) when (claim)
+        {
+            claim = false;
+            pump.BreakPromiseOfUnknownInsert(operation.Id);
+            throw;
         }
         finally
         {

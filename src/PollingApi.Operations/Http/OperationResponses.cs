@@ -48,6 +48,27 @@ internal static class OperationResponses
         return done ? TypedResults.Ok(resource) : TypedResults.Accepted((string?)null, resource);
     }
 
+    /// <summary>
+    /// <c>503 commit-outcome-unknown</c>: a write on operation <paramref name="id"/> may or may not have been committed.
+    /// The answer names the operation (<c>operationId</c>, <c>Location</c>, <c>Operation-Location</c>) so the caller can
+    /// look: its status monitor tells what the database holds once it can be reached.
+    /// </summary>
+    public static IResult CommitOutcomeUnknown(HttpContext http, Guid id, RetryAfterPolicy retryAfter, string detail)
+    {
+        var headers = http.Response.Headers;
+        string self = OperationLinkBuilder.Self(http.Request, id);
+        headers.Location = self;
+        headers[OperationLocationHeader] = self;
+        headers.RetryAfter = retryAfter.SecondsWhenUnavailable().ToString(CultureInfo.InvariantCulture);
+        headers.CacheControl = "no-store";
+        return TypedResults.Problem(
+            detail: detail,
+            statusCode: StatusCodes.Status503ServiceUnavailable,
+            title: "Whether the change was stored is not known yet.",
+            type: ProblemTypes.CommitOutcomeUnknown,
+            extensions: new Dictionary<string, object?> { ["operationId"] = id });
+    }
+
     public static bool Matches(StringValues ifNoneMatch, string etag)
     {
         if (StringValues.IsNullOrEmpty(ifNoneMatch))

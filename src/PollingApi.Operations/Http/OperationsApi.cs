@@ -92,7 +92,7 @@ public static class OperationsApi
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
                 "The operation already succeeded or failed (operation-state-conflict; currentStatus says which)."))
             .WithMetadata(Gone)
-            .WithMetadata(Unavailable);
+            .WithMetadata(ChangeUnavailable);
 
         operations.MapPost("/{id}/retry", RetryOperationAsync)
             .WithName("RetryOperation")
@@ -115,7 +115,7 @@ public static class OperationsApi
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
                 "The operation is not failed or cancelled (operation-state-conflict; currentStatus says what it is)."))
             .WithMetadata(Gone)
-            .WithMetadata(Unavailable);
+            .WithMetadata(ChangeUnavailable);
 
         operations.MapDelete("/{id}", DeleteOperationAsync)
             .WithName("DeleteOperation")
@@ -133,7 +133,7 @@ public static class OperationsApi
             .WithMetadata(new ResponseDocumentation(StatusCodes.Status409Conflict,
                 "The operation is pending or running (operation-state-conflict; currentStatus says which)."))
             .WithMetadata(Gone)
-            .WithMetadata(Unavailable);
+            .WithMetadata(ChangeUnavailable);
 
         endpoints.MapGroup("/v1/admin").WithTags("Admin")
             .MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
@@ -165,6 +165,11 @@ public static class OperationsApi
         "The operation finished longer ago than the retention period and was purged (operation-expired).");
     internal static readonly ResponseDocumentation Unavailable = new(StatusCodes.Status503ServiceUnavailable,
         "The database cannot be reached: retry after Retry-After seconds.", ResponseHeaders.RetryAfter);
+    private static readonly ResponseDocumentation ChangeUnavailable = new(StatusCodes.Status503ServiceUnavailable,
+        "The database cannot be reached. database-unavailable: nothing was changed, retry after Retry-After seconds. " +
+        "commit-outcome-unknown: the connection failed after the change was sent and it may have been applied; GET the " +
+        "operation's Location once the service answers again to see its state.",
+        ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation);
 
     internal static async Task<IResult> ListOperationsAsync(HttpContext http, OperationStore store, CancellationToken cancellationToken,
         string? status = null, string? kind = null, string? createdAfter = null, string? createdBefore = null, string? limit = null,
@@ -225,80 +230,7 @@ public static class OperationsApi
     }
 
     internal static async Task<IResult> CancelOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationPump pump, OperationWaiters waiters, OperationNotifier notifier, IOptions<OperationsOptions> options,
-        TimeProvider timeProvider, CancellationToken cancellationToken)
-    {
-        if (!Guid.TryParseExact(id, "D", out var operationId))
-        {
-            return Problems.InvalidOperationId();
-        }
-
-        var now = timeProvider.GetUtcNow().UtcDateTime;
-        // A pending operation can turn running between two statements, so try each transition in turn.
-        for (int round = 0; round < 3; round++)
-        {
-            var cancelled = await store.CancelPendingAsync(operationId, OperationOwner.Default, OperationPump.CancelledErrorJson, now, cancellationToken)
-                .ConfigureAwait(false);
-            if (cancelled is not null)
-            {
-                waiters.Notify(operationId);
-                notifier.Done(operationId);
-                return OperationResponses.Respond(http, cancelled, retryAfter);
-            }
-
-            var requested = await store.RequestCancelAsync(operationId, OperationOwner.Default, now, cancellationToken).ConfigureAwait(false);
-            if (requested is not null)
-            {
-                // The handler may be running right here, or on any other node.
-                if (!pump.RequestCancel(operationId))
-                {
-                    notifier.CancelRequested(operationId);
-                }
-                return OperationResponses.Respond(http, requested, retryAfter);
-            }
-
-            var current = await store.FindAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
-            switch (current?.Status)
-            {
-                case null:
-                    return Missing(operationId, options.Value, timeProvider);
-                case OperationStatus.Cancelled:
-                case OperationStatus.Running when current.CancelRequested:
-                    return OperationResponses.Respond(http, current, retryAfter);
-                case OperationStatus.Succeeded:
-                case OperationStatus.Failed:
-                    return Problems.StateConflict(current, "only a pending or running operation can be cancelled");
-            }
-        }
-
-        return Problems.Create(StatusCodes.Status409Conflict, ProblemTypes.OperationStateConflict, "The operation is changing state.",
-            "The operation changed state while it was being cancelled; try again.");
-    }
-
-    internal static async Task<IResult> RetryOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
-        OperationPump pump, OperationNotifier notifier, FinishedOperationCache finishedOperations, IOptions<OperationsOptions> options,
-        TimeProvider timeProvider, CancellationToken cancellationToken)
-    {
-        if (!Guid.TryParseExact(id, "D", out var operationId))
-        {
-            return Problems.InvalidOperationId();
-        }
-
-        var retried = await store.RetryAsync(operationId, OperationOwner.Default, timeProvider.GetUtcNow().UtcDateTime, cancellationToken)
-            .ConfigureAwait(false);
-        if (retried is not null)
-        {
-            finishedOperations.Forget(operationId);
-            pump.NotePending();
-            notifier.Pending();
-            return OperationResponses.Respond(http, retried, retryAfter, withLocation: true);
-        }
-
-        return await NotChangedAsync(operationId, "only a failed or cancelled operation can be retried", store, options.Value,
-            timeProvider, cancellationToken).ConfigureAwait(false);
-    }
-
-    internal static async Task<IResult> DeleteOperationAsync(string id, OperationStore store, FinishedOperationCache finishedOperations,
+        OperationPump pump, OperationWaiters waiters, OperationNotifier notifier, CommitOutcomeResolver resolver,
         IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var operationId))
@@ -306,14 +238,173 @@ public static class OperationsApi
             return Problems.InvalidOperationId();
         }
 
-        if (await store.DeleteTerminalAsync(operationId, OperationOwner.Default, cancellationToken).ConfigureAwait(false))
+        var now = timeProvider.GetUtcNow().UtcDateTime;
+        // Cancelling is idempotent, so a cancel whose commit outcome is unknown settles by running again.
+        return await ChangeAsync("cancellation", operationId, CancelAsync, http, resolver, retryAfter, cancellationToken).ConfigureAwait(false);
+
+        async Task<IResult> CancelAsync(bool settling, CancellationToken ct)
         {
-            finishedOperations.Forget(operationId);
-            return TypedResults.NoContent();
+            // A pending operation can turn running between two statements, so try each transition in turn.
+            for (int round = 0; round < 3; round++)
+            {
+                var cancelled = await store.CancelPendingAsync(operationId, OperationOwner.Default, OperationPump.CancelledErrorJson, now, ct)
+                    .ConfigureAwait(false);
+                if (cancelled is not null)
+                {
+                    waiters.Notify(operationId);
+                    notifier.Done(operationId);
+                    return OperationResponses.Respond(http, cancelled, retryAfter);
+                }
+
+                var requested = await store.RequestCancelAsync(operationId, OperationOwner.Default, now, ct).ConfigureAwait(false);
+                if (requested is not null)
+                {
+                    RequestCancel();
+                    return OperationResponses.Respond(http, requested, retryAfter);
+                }
+
+                var current = await store.FindAsync(operationId, OperationOwner.Default, ct).ConfigureAwait(false);
+                switch (current?.Status)
+                {
+                    case null:
+                        return Missing(operationId, options.Value, timeProvider);
+                    case OperationStatus.Cancelled:
+                        if (settling)
+                        {
+                            // Perhaps cancelled by the write whose acknowledgement was lost: its waiters were not told yet.
+                            waiters.Notify(operationId);
+                            notifier.Done(operationId);
+                        }
+
+                        return OperationResponses.Respond(http, current, retryAfter);
+                    case OperationStatus.Running when current.CancelRequested:
+                        if (settling)
+                        {
+                            RequestCancel();
+                        }
+
+                        return OperationResponses.Respond(http, current, retryAfter);
+                    case OperationStatus.Succeeded:
+                    case OperationStatus.Failed:
+                        return Problems.StateConflict(current, "only a pending or running operation can be cancelled");
+                }
+            }
+
+            return Problems.Create(StatusCodes.Status409Conflict, ProblemTypes.OperationStateConflict, "The operation is changing state.",
+                "The operation changed state while it was being cancelled; try again.");
         }
 
-        return await NotChangedAsync(operationId, "only a succeeded, failed or cancelled operation can be deleted; cancel it first",
-            store, options.Value, timeProvider, cancellationToken).ConfigureAwait(false);
+        void RequestCancel()
+        {
+            // The handler may be running right here, or on any other node.
+            if (!pump.RequestCancel(operationId))
+            {
+                notifier.CancelRequested(operationId);
+            }
+        }
+    }
+
+    internal static async Task<IResult> RetryOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
+        OperationPump pump, OperationNotifier notifier, FinishedOperationCache finishedOperations, CommitOutcomeResolver resolver,
+        IOptions<OperationsOptions> options, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParseExact(id, "D", out var operationId))
+        {
+            return Problems.InvalidOperationId();
+        }
+
+        var now = timeProvider.GetUtcNow().UtcDateTime;
+        int? sentAtVersion = null;
+        return await ChangeAsync("retry", operationId, RetryAsync, http, resolver, retryAfter, cancellationToken).ConfigureAwait(false);
+
+        // The retry is conditional on the version it saw the operation failed or cancelled at. Only a retry or a delete
+        // changes a finished operation, so when settling, a later version means the retry whose acknowledgement was lost
+        // (or a concurrent one) was applied, and the same version means it was not: it is sent again.
+        async Task<IResult> RetryAsync(bool settling, CancellationToken ct)
+        {
+            var current = await store.FindAsync(operationId, OperationOwner.Default, ct).ConfigureAwait(false);
+            if (current is null)
+            {
+                return Missing(operationId, options.Value, timeProvider);
+            }
+
+            if (settling && sentAtVersion is { } sent && current.Version != sent)
+            {
+                return Retried(current);
+            }
+
+            if (current.Status is not (OperationStatus.Failed or OperationStatus.Cancelled))
+            {
+                return Problems.StateConflict(current, RetryRule);
+            }
+
+            sentAtVersion = current.Version;
+            var retried = await store.RetryAsync(operationId, OperationOwner.Default, current.Version, now, ct).ConfigureAwait(false);
+            return retried is not null
+                ? Retried(retried)
+                : await NotChangedAsync(operationId, RetryRule, store, options.Value, timeProvider, ct).ConfigureAwait(false);
+        }
+
+        IResult Retried(OperationRow row)
+        {
+            finishedOperations.Forget(operationId);
+            pump.NotePending();
+            notifier.Pending();
+            return OperationResponses.Respond(http, row, retryAfter, withLocation: true);
+        }
+    }
+
+    internal static async Task<IResult> DeleteOperationAsync(string id, HttpContext http, OperationStore store, RetryAfterPolicy retryAfter,
+        FinishedOperationCache finishedOperations, CommitOutcomeResolver resolver, IOptions<OperationsOptions> options,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParseExact(id, "D", out var operationId))
+        {
+            return Problems.InvalidOperationId();
+        }
+
+        return await ChangeAsync("delete", operationId, DeleteAsync, http, resolver, retryAfter, cancellationToken).ConfigureAwait(false);
+
+        async Task<IResult> DeleteAsync(bool settling, CancellationToken ct)
+        {
+            if (await store.DeleteTerminalAsync(operationId, OperationOwner.Default, ct).ConfigureAwait(false))
+            {
+                finishedOperations.Forget(operationId);
+                return TypedResults.NoContent();
+            }
+
+            if (settling && await store.FindAsync(operationId, OperationOwner.Default, ct).ConfigureAwait(false) is null)
+            {
+                // Gone, by the delete whose acknowledgement was lost or by another: what the caller asked for holds.
+                finishedOperations.Forget(operationId);
+                return TypedResults.NoContent();
+            }
+
+            return await NotChangedAsync(operationId, "only a succeeded, failed or cancelled operation can be deleted; cancel it first",
+                store, options.Value, timeProvider, ct).ConfigureAwait(false);
+        }
+    }
+
+    private const string RetryRule = "only a failed or cancelled operation can be retried";
+
+    /// <summary>
+    /// Runs a change of an operation (<paramref name="run"/> with <c>settling</c> false). When its commit outcome is
+    /// unknown, runs it again with <c>settling</c> true until it answers (see <see cref="CommitOutcomeResolver"/>); when
+    /// that cannot be done in time, answers <c>503 commit-outcome-unknown</c> naming the operation.
+    /// </summary>
+    private static async Task<IResult> ChangeAsync(string change, Guid id, Func<bool, CancellationToken, Task<IResult>> run, HttpContext http,
+        CommitOutcomeResolver resolver, RetryAfterPolicy retryAfter, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await resolver.RunAsync($"a {change}", ct => run(false, ct), ct => run(true, ct), cancellationToken).ConfigureAwait(false);
+        }
+        catch (CommitOutcomeUnknownException)
+        {
+            return OperationResponses.CommitOutcomeUnknown(http, id, retryAfter,
+                $"The {change} of operation {id} may have been applied: the connection to the database failed after the change was sent, " +
+                "and whether it was committed could not be confirmed in time. GET the operation's Location once the service answers again to see its state.");
+        }
     }
 
     /// <summary>

@@ -32,6 +32,7 @@ public sealed partial class OperationPump(
     FinishedOperationCache finishedOperations,
     OperationNotifier notifier,
     RetryBackoff backoff,
+    CommitOutcomeResolver resolver,
     NodeIdentity node,
     IServiceScopeFactory scopeFactory,
     IOptions<OperationsOptions> options,
@@ -41,6 +42,7 @@ public sealed partial class OperationPump(
     private static readonly TimeSpan MaxDatabaseBackoff = TimeSpan.FromSeconds(5);
 
     private readonly ConcurrentDictionary<Guid, RunningOperation> _running = new();
+    private readonly ConcurrentDictionary<Guid, byte> _releaseIfStored = new();
     private readonly OperationsOptions _options = options.Value;
 
     // Slot accounting, under _slots: _busy counts handlers running plus slots reserved for a claim in flight or
@@ -103,6 +105,17 @@ public sealed partial class OperationPump(
             _busy--;
             SettlePromisesIfStopped();
         }
+    }
+
+    /// <summary>
+    /// Gives back a promised slot whose insert's commit outcome stayed unknown. If it was stored, its row is running
+    /// under this node with its first attempt counted but no handler; the lease renewal returns such a row to pending,
+    /// its attempt uncounted, as soon as the database answers, so it runs like any other.
+    /// </summary>
+    internal void BreakPromiseOfUnknownInsert(Guid id)
+    {
+        _releaseIfStored[id] = 0;
+        BreakPromise();
     }
 
     /// <summary>An operation was stored pending (here or on another node): claim before promising slots to submits again.</summary>
@@ -200,11 +213,18 @@ public sealed partial class OperationPump(
             int claimedCount = 0;
             if (free > 0)
             {
+                var now = timeProvider.GetUtcNow().UtcDateTime;
+                var leaseUntil = now + _options.LeaseDuration;
                 try
                 {
-                    var now = timeProvider.GetUtcNow().UtcDateTime;
-                    var claimed = await store.ClaimAsync(node.Id, free, now, now + _options.LeaseDuration, stoppingToken)
-                        .ConfigureAwait(false);
+                    // A claim whose commit outcome is unknown is settled by finding the rows it took (by this node and its
+                    // lease expiry) and running them, so they do not wait out their lease with an attempt counted.
+                    bool settled = false;
+                    var claimed = await resolver.RunAsync("a claim", ct => store.ClaimAsync(node.Id, free, now, leaseUntil, ct), ct =>
+                    {
+                        settled = true;
+                        return store.FindClaimedAsync(node.Id, leaseUntil, ct);
+                    }, stoppingToken).ConfigureAwait(false);
                     claimedCount = claimed.Count;
                     foreach (var operation in claimed)
                     {
@@ -213,8 +233,9 @@ public sealed partial class OperationPump(
 
                     lock (_slots)
                     {
-                        // Work stored pending after this claim's snapshot may be waiting: only a later claim can tell.
-                        _queueMayHaveWork = claimedCount == free || _pendingNotes != pendingNotesBefore;
+                        // Work stored pending after this claim's snapshot may be waiting: only a later claim can tell. A settled
+                        // claim says nothing of what else is due.
+                        _queueMayHaveWork = settled || claimedCount == free || _pendingNotes != pendingNotesBefore;
                     }
 
                     databaseBackoff = TimeSpan.Zero;
@@ -345,7 +366,8 @@ public sealed partial class OperationPump(
             LogUnknownKind(operation.Kind);
             await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
                 ErrorJson(ProblemTypes.UnknownKind, "Unknown command kind.",
-                    $"No handler for '{operation.Kind}' is registered."), Now(), ct)).ConfigureAwait(false);
+                    $"No handler for '{operation.Kind}' is registered."), Now(), ct),
+                LeftAs(operation, (OperationStatus.Failed, ProblemTypes.UnknownKind))).ConfigureAwait(false);
             return;
         }
 
@@ -381,7 +403,7 @@ public sealed partial class OperationPump(
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogCancelled();
             await WriteOutcomeAsync(operation, ct => store.MarkCancelledAsync(operation.Id, node.Id, operation.Attempts,
-                CancelledErrorJson, Now(), ct)).ConfigureAwait(false);
+                CancelledErrorJson, Now(), ct), LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled))).ConfigureAwait(false);
             return;
         }
         catch (PermanentOperationFailureException ex)
@@ -389,7 +411,7 @@ public sealed partial class OperationPump(
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogPermanentFailure(ex, ex.Type);
             await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
-                ErrorJson(ex.Type, ex.Title, ex.Detail), Now(), ct)).ConfigureAwait(false);
+                ErrorJson(ex.Type, ex.Title, ex.Detail), Now(), ct), LeftAs(operation, (OperationStatus.Failed, ex.Type))).ConfigureAwait(false);
             return;
         }
 #pragma warning disable CA1031 // A handler's failure of any type is an outcome to record, not a crash of the worker.
@@ -404,11 +426,11 @@ public sealed partial class OperationPump(
         // Successes are the common outcome: they share group commits with the other handlers' successes, and the
         // row the completion returns goes to the requests waiting here.
         OperationRow? completed = null;
+        var completion = new OperationCompletion(operation.Id, node.Id, operation.Attempts, resultJson, Now());
         bool stored = await WriteOutcomeAsync(operation, async _ =>
         {
             long generation = finishedOperations.Generation;
-            completed = await batchWriter.CompleteAsync(new OperationCompletion(operation.Id, node.Id, operation.Attempts, resultJson, Now()))
-                .ConfigureAwait(false);
+            completed = await batchWriter.CompleteAsync(completion).ConfigureAwait(false);
             if (completed is not null)
             {
                 // The first poll after it finished is answered from memory too.
@@ -416,7 +438,8 @@ public sealed partial class OperationPump(
             }
 
             return completed is not null;
-        }, current: () => completed).ConfigureAwait(false);
+        }, async ct => (completed = await store.FindSucceededAsync([completion], ct).ConfigureAwait(false) is [var row] ? row : null) is not null,
+            current: () => completed).ConfigureAwait(false);
         if (stored)
         {
             LogSucceeded();
@@ -439,7 +462,42 @@ public sealed partial class OperationPump(
             return;
         }
 
-        await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+        int backendProcessId = transaction.Connection!.ProcessID;
+        try
+        {
+            await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (WriteFailure.LeavesOutcomeUnknown(ex))
+        {
+            // The COMMIT was sent and its acknowledgement lost. The row tells: succeeded on this attempt with this result
+            // means the handler's writes are committed with it; anything else means they are not, and the attempt is
+            // retried like any failed one. The read waits for the row lock this transaction held, so it sees its end.
+            var completion = new OperationCompletion(operation.Id, node.Id, operation.Attempts, resultJson, Now());
+            bool committed;
+            try
+            {
+                committed = await resolver.SettleAsync("a transactional handler's commit",
+                    async ct => (await store.FindSucceededAsync([completion], ct).ConfigureAwait(false)).Count == 1,
+                    new CommitOutcomeUnknownException("The connection failed after COMMIT was sent.", ex, backendProcessId),
+                    CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (CommitOutcomeUnknownException)
+            {
+                // Still unknown: if it was committed the operation is done; if not, its lease expires and another attempt
+                // runs. Waiters read the row again rather than wait out their time.
+                waiters.Notify(operation.Id);
+                notifier.Done(operation.Id);
+                return;
+            }
+
+            if (!committed)
+            {
+                throw;
+            }
+
+            resolver.ReportSettled("a transactional handler's commit", 1, 0);
+        }
+
         waiters.Notify(operation.Id);
         notifier.Done(operation.Id);
         LogSucceeded();
@@ -452,7 +510,8 @@ public sealed partial class OperationPump(
             LogAttemptsExhausted(exception, operation.Attempts);
             await WriteOutcomeAsync(operation, ct => store.FailAsync(operation.Id, node.Id, operation.Attempts,
                 ErrorJson(ProblemTypes.AttemptsExhausted, "The operation failed on every attempt.",
-                    $"All {operation.MaxAttempts} attempts failed with a transient error."), Now(), ct)).ConfigureAwait(false);
+                    $"All {operation.MaxAttempts} attempts failed with a transient error."), Now(), ct),
+                LeftAs(operation, (OperationStatus.Failed, ProblemTypes.AttemptsExhausted))).ConfigureAwait(false);
             return;
         }
 
@@ -462,7 +521,8 @@ public sealed partial class OperationPump(
         {
             var now = Now();
             return store.ScheduleRetryAsync(operation.Id, node.Id, operation.Attempts, now + delay, now, CancelledErrorJson, ct);
-        }, terminal: false).ConfigureAwait(false);
+        }, LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
+            terminal: false).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -470,16 +530,29 @@ public sealed partial class OperationPump(
     /// Returns false when the write was fenced out (the lease was lost) or could not be made in time; in both
     /// cases lease rescue hands the operation to another attempt.
     /// </summary>
-    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write, bool terminal = true,
-        Func<OperationRow?>? current = null)
+    /// <remarks>
+    /// A write whose commit outcome was unknown is fenced out when it runs again if the first one was committed after
+    /// all: the operation no longer holds this node's lease. So after an unknown outcome, a fenced-out write asks
+    /// <paramref name="wasWritten"/> whether the operation holds exactly the outcome this attempt wrote, and if so
+    /// reports it as written (to waiters and other nodes) instead of as a lost lease.
+    /// </remarks>
+    private async Task<bool> WriteOutcomeAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write,
+        Func<CancellationToken, Task<bool>> wasWritten, bool terminal = true, Func<OperationRow?>? current = null)
     {
         var deadline = timeProvider.GetUtcNow() + _options.LeaseDuration;
         var delay = TimeSpan.Zero;
+        bool outcomeUnknown = false;
         while (true)
         {
             try
             {
                 bool written = await write(CancellationToken.None).ConfigureAwait(false);
+                if (!written && outcomeUnknown && await wasWritten(CancellationToken.None).ConfigureAwait(false))
+                {
+                    resolver.ReportSettled("an attempt's outcome", 1, 0);
+                    written = true;
+                }
+
                 if (!written)
                 {
                     LogFencedOut(operation.Attempts);
@@ -495,12 +568,29 @@ public sealed partial class OperationPump(
             }
             catch (NpgsqlException ex) when (timeProvider.GetUtcNow() < deadline)
             {
+                outcomeUnknown |= ex is CommitOutcomeUnknownException;
                 delay = NextDatabaseBackoff(delay);
                 LogOutcomeWriteFailed(ex, delay);
                 await DelayAsync(delay, CancellationToken.None).ConfigureAwait(false);
             }
+            catch (NpgsqlException ex) when (terminal && (outcomeUnknown || ex is CommitOutcomeUnknownException))
+            {
+                // Given up with the outcome perhaps stored: waiters read the row again rather than wait out their time.
+                waiters.Notify(operation.Id);
+                notifier.Done(operation.Id);
+                throw;
+            }
         }
     }
+
+    /// <summary>
+    /// Whether the operation holds one of the given outcomes of this very attempt (not under any lease): what an outcome
+    /// write whose acknowledgement was lost leaves behind when it was committed.
+    /// </summary>
+    private Func<CancellationToken, Task<bool>> LeftAs(ClaimedOperation operation, params (string Status, string? ErrorType)[] outcomes) =>
+        async ct => await store.ReadOutcomeAsync(operation.Id, ct).ConfigureAwait(false) is { } left
+                    && left.Attempts == operation.Attempts && left.LockedBy is null
+                    && outcomes.Any(o => o.Status == left.Status && (o.ErrorType is null || o.ErrorType == left.ErrorType));
 
     private async Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
     {
@@ -526,6 +616,7 @@ public sealed partial class OperationPump(
                 return;
             }
 
+            await ReleaseUnknownInsertsAsync(stopToken).ConfigureAwait(false);
             var ids = _running.Keys.ToArray();
             if (ids.Length == 0)
             {
@@ -555,6 +646,37 @@ public sealed partial class OperationPump(
             {
                 LogRenewalFailed(ex);
             }
+        }
+    }
+
+    /// <summary>See <see cref="BreakPromiseOfUnknownInsert"/>.</summary>
+    private async Task ReleaseUnknownInsertsAsync(CancellationToken stopToken)
+    {
+        var ids = _releaseIfStored.Keys.ToArray();
+        if (ids.Length == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            int released = await store.ReleaseUnstartedAsync(node.Id, ids, timeProvider.GetUtcNow().UtcDateTime, stopToken).ConfigureAwait(false);
+            foreach (var id in ids)
+            {
+                _releaseIfStored.TryRemove(id, out _);
+            }
+
+            if (released > 0)
+            {
+                LogUnknownInsertsReleased(released);
+                NotePending();
+                notifier.Pending();
+            }
+        }
+        catch (NpgsqlException ex)
+        {
+            // Tried again at the next renewal; at shutdown the release of everything this node holds covers them.
+            LogRenewalFailed(ex);
         }
     }
 
@@ -658,6 +780,10 @@ public sealed partial class OperationPump(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Attempt {Attempt} lost its lease; its outcome was not stored")]
     private partial void LogFencedOut(int attempt);
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "{Count} operations whose insert's commit outcome was unknown were stored after all; returned to pending")]
+    private partial void LogUnknownInsertsReleased(int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Storing an outcome failed; retrying in {Delay}")]
     private partial void LogOutcomeWriteFailed(Exception exception, TimeSpan delay);

@@ -13,8 +13,9 @@ namespace PollingApi.Operations.Storage;
 /// <remarks>
 /// When a batch of several items fails on an item's data (SQLSTATE class 22 or 23: a constraint, a bad value), each
 /// item is written again on its own, so one bad item fails only its own caller. Any other failure (the connection,
-/// the server shutting down) fails the whole batch: every caller sees the exception and nothing of the batch was
-/// committed. A caller whose request was cancelled before its item was taken into a batch is dropped, not written.
+/// the server shutting down) fails the whole batch: every caller sees the same exception. Whether that exception may
+/// say "nothing was stored" is the batch writer's business: it settles a commit whose outcome is unknown before it
+/// throws (see <see cref="OperationBatchWriter"/>). A caller whose request was cancelled before its item was taken into a batch is dropped, not written.
 /// </remarks>
 internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
 {
@@ -44,6 +45,9 @@ internal sealed class GroupCommit<TItem, TResult> : IAsyncDisposable
 
         return entry.Result.Task;
     }
+
+    /// <summary>How many items wait to be taken into a batch.</summary>
+    internal int Queued => _queue.Reader.Count;
 
     public async ValueTask DisposeAsync()
     {

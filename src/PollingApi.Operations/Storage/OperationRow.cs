@@ -109,5 +109,8 @@ public sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt,
     };
 }
 
+/// <summary>What an operation's last transition left: enough to tell whether an outcome write was committed.</summary>
+public sealed record OperationOutcome(string Status, int Attempts, string? LockedBy, string? ErrorType);
+
 /// <summary>A successful attempt's result for <see cref="OperationStore.CompleteManyAsync"/>.</summary>
 public sealed record OperationCompletion(Guid Id, string NodeId, int Attempt, string ResultJson, DateTime CompletedAt);

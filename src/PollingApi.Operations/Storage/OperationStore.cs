@@ -55,7 +55,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             RETURNING {Columns}
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.QuerySingleOrDefaultAsync<OperationRow>(new CommandDefinition(Sql, new
+        return await WriteFailure.SentOnAsync(connection, c => c.QuerySingleOrDefaultAsync<OperationRow>(new CommandDefinition(Sql, new
         {
             operation.Id,
             operation.Owner,
@@ -66,26 +66,69 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             operation.IdempotencyKey,
             operation.RequestHash,
             Now = now,
-        }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        }, cancellationToken: cancellationToken))).ConfigureAwait(false);
     }
+
+    // The batched insert of operations without idempotency keys, and its settling form: run again after a connection broke
+    // before the first one's commit was acknowledged, it stores only the rows that are not there, waiting on the primary
+    // key for a first insert that is still committing, and returns the ids it stored.
+    private const string InsertManySql = """
+        INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
+                                locked_by, locked_until, started_at, trace_parent, created_at, updated_at)
+        SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
+               CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, created_at,
+               locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
+               CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at
+        FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt)
+             AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at)
+        """;
+
+    private const string InsertMissingSql = InsertManySql + """
+
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+        """;
 
     /// <summary>
     /// Stores new operations (without idempotency keys) in one statement and one commit. Each is pending, or, with a
     /// <see cref="OperationInsert.ClaimedBy"/> node, already running: its first attempt started at creation under a
-    /// lease of <paramref name="leaseDuration"/>, so that node runs it without a claim.
+    /// lease of <paramref name="leaseDuration"/>, so that node runs it without a claim. Throws
+    /// <see cref="CommitOutcomeUnknownException"/> when the connection failed after the statement was sent.
     /// </summary>
     public async Task InsertManyAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration, CancellationToken cancellationToken)
     {
-        const string Sql = """
-            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                    locked_by, locked_until, started_at, trace_parent, created_at, updated_at)
-            SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
-                   CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, created_at,
-                   locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
-                   CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at
-            FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt)
-                 AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at)
-            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = InsertManyCommand(InsertManySql, connection, inserts, leaseDuration);
+        // Without ON CONFLICT, the statement stores every row or fails as a whole.
+        await WriteFailure.SentOnAsync(connection, _ => command.ExecuteNonQueryAsync(cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Settles an <see cref="InsertManyAsync"/> whose commit outcome is unknown: stores those of the operations that are
+    /// not stored yet and returns their ids; the others were stored by the first insert.
+    /// </summary>
+    public async Task<IReadOnlyList<Guid>> InsertMissingAsync(IReadOnlyList<OperationInsert> inserts, TimeSpan leaseDuration,
+        CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = InsertManyCommand(InsertMissingSql, connection, inserts, leaseDuration);
+        var written = new List<Guid>(inserts.Count);
+        await WriteFailure.SentOnAsync(connection, async _ =>
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                written.Add(reader.GetGuid(0));
+            }
+
+            return written;
+        }).ConfigureAwait(false);
+        return written;
+    }
+
+    private static NpgsqlCommand InsertManyCommand(string sql, NpgsqlConnection connection, IReadOnlyList<OperationInsert> inserts,
+        TimeSpan leaseDuration)
+    {
         int count = inserts.Count;
         var ids = new Guid[count];
         var owners = new string[count];
@@ -108,7 +151,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             createdAt[i] = insert.CreatedAt;
         }
 
-        await using var command = dataSource.CreateCommand(Sql);
+        var command = new NpgsqlCommand(sql, connection);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
         command.Parameters.Add(new NpgsqlParameter<string[]>("owners", owners));
         command.Parameters.Add(new NpgsqlParameter<string[]>("kinds", kinds));
@@ -118,8 +161,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
         command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
-        // Without ON CONFLICT, the statement stores every row or fails as a whole.
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return command;
     }
 
     public async Task<OperationRow?> FindByIdempotencyKeyAsync(string owner, string idempotencyKey, CancellationToken cancellationToken)
@@ -168,7 +210,7 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             WHERE id = @id AND owner = @owner AND status = 'pending'
             RETURNING {ViewColumns}
             """;
-        return await QueryOptionalAsync(Sql, new { id, owner, errorJson, now }, cancellationToken).ConfigureAwait(false);
+        return await WriteOptionalAsync(Sql, new { id, owner, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Asks the worker running the operation to cancel it. Null when it was not running.</summary>
@@ -180,25 +222,26 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             WHERE id = @id AND owner = @owner AND status = 'running' AND NOT cancel_requested
             RETURNING {ViewColumns}
             """;
-        return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
+        return await WriteOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// Replays a failed or cancelled operation: back to pending with fresh attempts. Null when it was in another state.
+    /// Replays a failed or cancelled operation: back to pending with fresh attempts. Null when it was in another state, or
+    /// no longer at <paramref name="expectedVersion"/> (the version the caller saw it failed or cancelled at).
     /// Tells every node to drop its cached copy in the same transaction (see <see cref="ForgetNotification"/>).
     /// </summary>
-    public async Task<OperationRow?> RetryAsync(Guid id, string owner, DateTime now, CancellationToken cancellationToken)
+    public async Task<OperationRow?> RetryAsync(Guid id, string owner, int expectedVersion, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             WITH retried AS (
                 UPDATE operations
                 SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
                     cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
-                WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled')
+                WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled') AND version = @expectedVersion
                 RETURNING {ViewColumns})
             SELECT retried.*, {ForgetNotification} FROM retried
             """;
-        return await QueryOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
+        return await WriteOptionalAsync(Sql, new { id, owner, expectedVersion, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -214,8 +257,8 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             SELECT {ForgetNotification} FROM deleted
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var deleted = await connection.QueryAsync(new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
+        var deleted = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync(new CommandDefinition(Sql, new { id, owner },
+            cancellationToken: cancellationToken))).ConfigureAwait(false);
         return deleted.Any();
     }
 
@@ -297,8 +340,24 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var claimed = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
+            new { nodeId, limit, now, leaseUntil }, cancellationToken: cancellationToken))).ConfigureAwait(false);
+        return claimed.AsList();
+    }
+
+    /// <summary>
+    /// Settles a <see cref="ClaimAsync"/> whose commit outcome is unknown: the operations that claim took, found by the
+    /// node and the lease expiry it wrote (each claim writes its own). Empty when it was not committed.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedOperation>> FindClaimedAsync(string nodeId, DateTime leaseUntil, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT id, kind, payload::text AS payload, attempts, max_attempts, trace_parent FROM operations
+            WHERE locked_by = @nodeId AND locked_until = @leaseUntil
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var claimed = await connection.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
-            new { nodeId, limit, now, leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+            new { nodeId, leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
         return claimed.AsList();
     }
 
@@ -355,9 +414,50 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
         }
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var stored = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql,
-            new { ids, nodeIds, attempts, results, completedAt }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var stored = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<OperationRow>(new CommandDefinition(Sql,
+            new { ids, nodeIds, attempts, results, completedAt }, cancellationToken: cancellationToken))).ConfigureAwait(false);
         return stored.AsList();
+    }
+
+    /// <summary>
+    /// Of the given successful attempts, those whose result is stored: the operation succeeded on that attempt with that
+    /// result. Settles a completion whose commit outcome is unknown. Each row is read under a share lock, so a completion
+    /// still committing on a broken connection is waited for, not read from before it.
+    /// </summary>
+    public async Task<IReadOnlyList<OperationRow>> FindSucceededAsync(IReadOnlyList<OperationCompletion> completions,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            WITH locked AS MATERIALIZED (
+                SELECT {ViewColumns}, result AS result_value FROM operations WHERE id = ANY(@ids) FOR SHARE)
+            SELECT locked.id, locked.owner, locked.kind, locked.status, locked.result, locked.error, locked.attempts,
+                   locked.max_attempts, locked.next_attempt_at, locked.locked_by, locked.locked_until, locked.cancel_requested,
+                   locked.progress, locked.trace_parent, locked.created_at, locked.updated_at, locked.completed_at,
+                   locked.started_at, locked.version
+            FROM locked JOIN unnest(@ids, @attempts, @results) AS u(id, attempt, result) ON u.id = locked.id
+            WHERE locked.status = 'succeeded' AND locked.attempts = u.attempt AND locked.result_value = CAST(u.result AS jsonb)
+            """;
+        var ids = completions.Select(c => c.Id).ToArray();
+        var attempts = completions.Select(c => c.Attempt).ToArray();
+        var results = completions.Select(c => c.ResultJson).ToArray();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql, new { ids, attempts, results },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return rows.AsList();
+    }
+
+    /// <summary>
+    /// What an operation's last transition left, read under a share lock (see <see cref="FindSucceededAsync"/>): settles
+    /// an outcome write whose commit outcome is unknown. Null when the operation is not there.
+    /// </summary>
+    public async Task<OperationOutcome?> ReadOutcomeAsync(Guid id, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT status, attempts, locked_by AS lockedby, error ->> 'type' AS errortype FROM operations WHERE id = @id FOR SHARE
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleOrDefaultAsync<OperationOutcome>(new CommandDefinition(Sql, new { id },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Ends the operation <c>failed</c> with a problem object. False when the lease was lost meanwhile.</summary>
@@ -486,18 +586,37 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             .ConfigureAwait(false);
     }
 
-    private async Task<OperationRow?> QueryOptionalAsync(string sql, object parameters, CancellationToken cancellationToken)
+    /// <summary>A conditional change of one row that returns it: null when the condition matched nothing.</summary>
+    /// <summary>
+    /// Returns to <c>pending</c>, their attempt uncounted, operations this node stored already claimed at insert but never
+    /// started (their insert's commit outcome was unknown). Rows not there, or no longer held on that first attempt, are
+    /// left alone. Returns how many were released.
+    /// </summary>
+    public async Task<int> ReleaseUnstartedAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'pending', attempts = 0, next_attempt_at = @now, locked_by = NULL, locked_until = NULL, started_at = NULL,
+                updated_at = @now, version = version + 1
+            WHERE id = ANY(@ids) AND locked_by = @nodeId AND attempts = 1
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, ids = ids.ToArray(), now },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
+    private async Task<OperationRow?> WriteOptionalAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.QuerySingleOrDefaultAsync<OperationRow>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
+        return await WriteFailure.SentOnAsync(connection, c => c.QuerySingleOrDefaultAsync<OperationRow>(
+            new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))).ConfigureAwait(false);
     }
 
     private async Task<bool> ExecuteFencedAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        int rows = await connection.ExecuteAsync(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
+        int rows = await WriteFailure.SentOnAsync(connection, c => c.ExecuteAsync(
+            new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))).ConfigureAwait(false);
         return rows == 1;
     }
 }

@@ -1,0 +1,152 @@
+using System.Text.Json;
+using Dapper;
+using Npgsql;
+using PollingApi.Operations.Storage;
+using PollingApi.Operations.Tests.Infrastructure;
+
+namespace PollingApi.Operations.Tests;
+
+/// <summary>
+/// The connection breaks after a write was sent, either before the server got it or after the server committed it
+/// (a proxy drops the acknowledgement): the engine settles what the database holds and acts on that, never on a guess.
+/// </summary>
+public sealed class CommitOutcomeTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
+
+    [Theory]
+    [InlineData(FaultMoment.AfterTheCommit)]
+    [InlineData(FaultMoment.BeforeTheServer)]
+    public async Task EveryCallerOfABatchWhoseCommitIsUnacknowledgedSucceedsAndEachOperationIsStoredOnce(FaultMoment moment)
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        await using var host = await EngineHost.StartAsync(proxied, "batcher");
+        var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
+
+        // Four inserts, one at a time, each keep one of the four writers waiting at the paused proxy; the five after them
+        // queue up, and the first writer free takes them all into one batch: the one whose acknowledgement is lost.
+        proxy.Pause();
+        var occupying = new List<(Guid Id, Task Stored)>();
+        for (int i = 0; i < 4; i++)
+        {
+            occupying.Add(Insert(host, new TestRequest(FailTimes: 11), now));
+            await Eventually.WaitUntilAsync(() => Task.FromResult(host.BatchWriter.QueuedInserts == 0), Deadline);
+        }
+
+        var batch = Enumerable.Range(0, 5).Select(_ => Insert(host, new TestRequest(FailTimes: 22), now)).ToList();
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.BatchWriter.QueuedInserts == 5), Deadline);
+        var broken = proxy.ArmFault(TcpProxy.Containing("\"failTimes\":22"), moment);
+        proxy.Resume();
+
+        await Task.WhenAll(occupying.Concat(batch).Select(insert => insert.Stored)).WaitAsync(Deadline);
+        Assert.True(broken.IsCompleted, "The proxy never saw the batch's insert.");
+        await using var connection = new NpgsqlConnection(database);
+        var stored = (await connection.QueryAsync<Guid>("SELECT id FROM operations")).ToList();
+        Assert.Equal(9, stored.Count);
+        Assert.Equal(occupying.Concat(batch).Select(insert => insert.Id).Order(), stored.Order());
+        Assert.Equal(5, await connection.ExecuteScalarAsync<long>(
+            "SELECT count(*) FROM operations WHERE payload ->> 'failTimes' = '22' AND status = 'pending' AND attempts = 0"));
+    }
+
+    [Fact]
+    public async Task AClaimWhoseCommitIsUnacknowledgedRunsTheOperationsItTookOnTheirFirstAttempt()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        await using var host = await EngineHost.StartAsync(proxied, "claimer");
+        var submitted = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
+        var broken = proxy.ArmFault(TcpProxy.Containing("WITH claimable AS MATERIALIZED"), FaultMoment.AfterTheCommit);
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Pump.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded, Deadline);
+        await stop.CancelAsync();
+        await pump;
+
+        Assert.True(broken.IsCompleted, "The proxy never saw the claim.");
+        // Without settling, the claimed row would have waited out its 30 s lease and run on a second attempt.
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(1, row.Attempts);
+        Assert.Equal(1, host.Executions.Counts[submitted.Id]);
+        JsonAssertions.HasAttempt(row.Result, 1);
+    }
+
+    [Fact]
+    public async Task AFailureWhoseCommitIsUnacknowledgedIsReportedToWaitersAsStoredNotAsALostLease()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        await using var host = await EngineHost.StartAsync(proxied, "failer");
+        var submitted = await host.SubmitAsync(new TestRequest(FailPermanently: true), TimeProvider.System.GetUtcNow().UtcDateTime);
+        var broken = proxy.ArmFault(TcpProxy.Containing(submitted.Id, "SET status = 'failed'"), FaultMoment.AfterTheCommit);
+
+        bool notified = await RunUntilIdleAsync(host, submitted.Id);
+
+        Assert.True(broken.IsCompleted, "The proxy never saw the failure's update.");
+        Assert.True(notified, "The waiter was not told that the operation failed.");
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(OperationStatus.Failed, row.Status);
+        Assert.Equal(1, row.Attempts);
+        Assert.Equal("urn:test:permanent", JsonDocument.Parse(row.Error!).RootElement.GetProperty("type").GetString());
+        Assert.Equal(1, host.Executions.Counts[submitted.Id]);
+    }
+
+    [Fact]
+    public async Task ATransactionalHandlersUnacknowledgedCommitIsReadBackAndItsEffectsCountOnce()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        await using var host = await EngineHost.StartAsync(proxied, "committer");
+        await using (var setup = new NpgsqlConnection(database))
+        {
+            await setup.ExecuteAsync("CREATE TABLE test_effects (operation_id uuid NOT NULL, attempt int NOT NULL)");
+        }
+
+        var submitted = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime, kind: TransactionalTestHandler.Kind);
+        // The handler's transaction is the only one this node commits explicitly.
+        var broken = proxy.ArmFault(TcpProxy.Containing("COMMIT\0"), FaultMoment.AfterTheCommit);
+
+        bool notified = await RunUntilIdleAsync(host, submitted.Id);
+
+        Assert.True(broken.IsCompleted, "The proxy never saw the COMMIT.");
+        Assert.True(notified, "The waiter was not told that the operation succeeded.");
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(OperationStatus.Succeeded, row.Status);
+        Assert.Equal(1, row.Attempts);
+        Assert.Equal(1, host.Executions.Counts[submitted.Id]);
+        await using var connection = new NpgsqlConnection(database);
+        Assert.Equal(1, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM test_effects WHERE operation_id = @id", new { id = submitted.Id }));
+    }
+
+    /// <summary>Runs the node's worker until it has handled <paramref name="id"/>; whether a request waiting for it was told.</summary>
+    private static async Task<bool> RunUntilIdleAsync(EngineHost host, Guid id)
+    {
+        using var waiter = host.Waiters.Register(id);
+        using var stop = new CancellationTokenSource();
+        var pump = host.Pump.RunAsync(stop.Token);
+        var wakeUp = await waiter.WaitAsync(Deadline, TimeProvider.System, CancellationToken.None);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Counts.ContainsKey(id) && host.Pump.RunningCount == 0), Deadline);
+        await stop.CancelAsync();
+        await pump;
+        return wakeUp.Notified;
+    }
+
+    private static (Guid Id, Task Stored) Insert(EngineHost host, TestRequest request, DateTime now)
+    {
+        var operation = new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind,
+            JsonSerializer.Serialize(request, OperationJson.Options), 5, null);
+        return (operation.Id, host.BatchWriter.InsertAsync(new OperationInsert(operation, now, ClaimedBy: null)));
+    }
+
+    private static DateTime Microsecond(DateTime value) => value.AddTicks(-(value.Ticks % 10));
+
+    private static class JsonAssertions
+    {
+        public static void HasAttempt(string? resultJson, int attempt)
+        {
+            Assert.NotNull(resultJson);
+            Assert.Equal(attempt, JsonDocument.Parse(resultJson).RootElement.GetProperty("attempt").GetInt32());
+        }
+    }
+}
