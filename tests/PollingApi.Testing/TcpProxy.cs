@@ -247,7 +247,7 @@ public sealed class TcpProxy : IDisposable
 
                 Array.Copy(buffer, 0, seen, carried, read);
                 int total = carried + read;
-                if (TakeFault(seen.AsMemory(0, total)) is { } fault)
+                if (TakeFault(seen.AsMemory(0, total), seen.AsMemory(0, carried)) is { } fault)
                 {
                     if (fault.Moment == FaultMoment.BeforeTheServer)
                     {
@@ -310,11 +310,15 @@ public sealed class TcpProxy : IDisposable
         }
     }
 
-    private Fault? TakeFault(ReadOnlyMemory<byte> sent)
+    /// <summary>
+    /// The armed fault, taken (once), if <paramref name="sent"/> matches it and the bytes forwarded before this read
+    /// (<paramref name="alreadyForwarded"/>, its start) do not: the write must be in what was just read.
+    /// </summary>
+    private Fault? TakeFault(ReadOnlyMemory<byte> sent, ReadOnlyMemory<byte> alreadyForwarded)
     {
         lock (_gate)
         {
-            if (_fault is { } fault && fault.Matches(sent))
+            if (_fault is { } fault && fault.Matches(sent) && !fault.Matches(alreadyForwarded))
             {
                 _fault = null;
                 return fault;
@@ -326,9 +330,10 @@ public sealed class TcpProxy : IDisposable
 
     private static void Break(Connection connection, Fault fault)
     {
+        // Before the client sees its connection break, so it cannot reach the server again before the fault's action.
+        fault.OnBroken?.Invoke();
         Abort(connection.Client);
         Abort(connection.Server);
-        fault.OnBroken?.Invoke();
         fault.Broken.TrySetResult();
     }
 
