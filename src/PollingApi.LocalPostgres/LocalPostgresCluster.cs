@@ -112,10 +112,16 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     }
 
     /// <summary>Stops the server without deleting its files, as an outage would.</summary>
-    public Task StopServerAsync(CancellationToken cancellationToken = default) =>
-        RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-m", "fast", "-w", "-t", "30", "stop"], cancellationToken);
+    public Task StopServerAsync(CancellationToken cancellationToken = default) => StopServerAsync(immediate: false, cancellationToken);
 
-    /// <summary>Starts the server again after <see cref="StopServerAsync"/>, on the same port and data.</summary>
+    /// <summary>
+    /// Stops the server without deleting its files: with <paramref name="immediate"/>, as a crash would (every backend is
+    /// killed at once, whatever it was committing, and the next start recovers from the WAL); else cleanly.
+    /// </summary>
+    public Task StopServerAsync(bool immediate, CancellationToken cancellationToken = default) =>
+        RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-m", immediate ? "immediate" : "fast", "-w", "-t", "30", "stop"], cancellationToken);
+
+    /// <summary>Starts the server again after <see cref="StopServerAsync(bool, CancellationToken)"/>, on the same port and data.</summary>
     public Task StartServerAsync(CancellationToken cancellationToken = default) =>
         RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-l", Path.Combine(_root, "server.log"), "-o", _serverOptions, "-w", "-t", "60", "start"],
             cancellationToken);

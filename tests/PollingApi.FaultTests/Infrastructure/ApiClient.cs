@@ -16,7 +16,8 @@ internal sealed record ApiAnswer(
     bool Replayed,
     string? TransportError,
     TimeSpan StartedAt,
-    TimeSpan EndedAt)
+    TimeSpan EndedAt,
+    string? Location = null)
 {
     public bool IsTransportError => TransportError is not null;
 
@@ -31,6 +32,9 @@ internal sealed record ApiAnswer(
     public string? ProblemType => TryReadString("type");
 
     public Guid? OperationId => TryReadString("id") is { } id && Guid.TryParse(id, out var guid) ? guid : null;
+
+    /// <summary>The operation a <c>commit-outcome-unknown</c> problem names.</summary>
+    public Guid? ProblemOperationId => TryReadString("operationId") is { } id && Guid.TryParse(id, out var guid) ? guid : null;
 
     public string Describe() => IsTransportError
         ? $"transport error {TransportError}"
@@ -142,7 +146,7 @@ internal sealed class ApiClient(HttpClient http, Uri baseAddress, Stopwatch cloc
             string? retryAfter = response.Headers.TryGetValues("Retry-After", out var values) ? values.FirstOrDefault() : null;
             bool replayed = response.Headers.TryGetValues("Idempotent-Replayed", out var replay) && replay.Contains("true");
             return new ApiAnswer((int)response.StatusCode, body, response.Content.Headers.ContentType?.MediaType, retryAfter, replayed,
-                null, startedAt, clock.Elapsed);
+                null, startedAt, clock.Elapsed, response.Headers.Location?.ToString());
         }
         catch (HttpRequestException ex)
         {

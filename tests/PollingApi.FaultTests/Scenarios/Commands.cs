@@ -60,4 +60,6 @@ internal static class ProblemTypes
     public const string InsufficientFunds = Prefix + "insufficient-funds";
     public const string UnknownAccount = Prefix + "unknown-account";
     public const string DatabaseUnavailable = Prefix + "database-unavailable";
+    public const string CommitOutcomeUnknown = Prefix + "commit-outcome-unknown";
+    public const string OperationNotFound = Prefix + "operation-not-found";
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using PollingApi.FaultTests.Infrastructure;
 
 namespace PollingApi.FaultTests.Scenarios;
@@ -9,9 +10,11 @@ namespace PollingApi.FaultTests.Scenarios;
 /// <summary>
 /// PostgreSQL stops under load and starts again, the nodes keep running: while it is down every submit and poll
 /// is a well-formed 503 (never a 202, never a 500), readiness fails but liveness holds, the worker does not spin;
-/// once it is back the same processes accept work again and finish everything they accepted.
+/// once it is back the same processes accept work again and finish everything they accepted. Half the clients submit
+/// without an Idempotency-Key (through group commit), so a commit cut off by the stop is seen as a client sees it: every
+/// stored operation was answered 2xx or 503 commit-outcome-unknown naming it, never a plain 503 ("nothing was stored").
 /// </summary>
-internal sealed class OutageScenario(ScenarioContext context)
+internal sealed partial class OutageScenario(ScenarioContext context)
 {
     public const string Name = "outage";
 
@@ -27,7 +30,8 @@ internal sealed class OutageScenario(ScenarioContext context)
 
     private readonly ConcurrentQueue<RecordedAnswer> _answers = new();
     private readonly ConcurrentDictionary<Guid, bool> _accepted = new();
-    private int _storedDespite503;
+    private readonly ConcurrentDictionary<Guid, bool> _outcomeUnknown = new();
+    private int _storedDespitePlain503;
     private int _nextKey;
 
     public async Task<ScenarioReport> RunAsync(CancellationToken cancellationToken)
@@ -48,7 +52,8 @@ internal sealed class OutageScenario(ScenarioContext context)
 
         using var stopLoad = new CancellationTokenSource();
         var load = Task.WhenAll(Enumerable.Range(0, Clients).Select(n =>
-            Task.Run(() => SubmitAndPollAsync(client, context.Settings.Seed + n, stopLoad.Token, cancellationToken), CancellationToken.None)));
+            Task.Run(() => SubmitAndPollAsync(client, context.Settings.Seed + n, keyed: n % 2 == 0, stopLoad.Token, cancellationToken),
+                CancellationToken.None)));
         Outage outage;
         try
         {
@@ -89,7 +94,8 @@ internal sealed class OutageScenario(ScenarioContext context)
         await sampler.StopAsync(report);
         var windows = new Windows(outage.StopBegin, outage.StopEnd, outage.StartBegin, outage.StartEnd);
         CheckAnswers(report, windows);
-        await CheckStoredAsync(report, database, cancellationToken);
+        await CheckStoredAsync(report, database, client, cancellationToken);
+        CountSettledCommits(report, [api, worker]);
         foreach (var node in new[] { api, worker }.Where(n => n.HasExited))
         {
             report.Violation("nodes-survive-the-outage", $"node {node.NodeId} exited with {node.ExitCode}; see {node.StderrPath}");
@@ -104,7 +110,7 @@ internal sealed class OutageScenario(ScenarioContext context)
         report.Summary["accepted"] = _accepted.Count;
         report.Summary["duringOutage"] = Tally(_answers.Where(a => windows.Of(a.Answer) == Window.Outage));
         report.Summary["aroundStopAndStart"] = Tally(_answers.Where(a => windows.Of(a.Answer) == Window.Transition));
-        report.Summary["storedDespite503"] = _storedDespite503;
+        report.Summary["storedDespitePlain503"] = _storedDespitePlain503;
         report.Summary["firstAcceptedAfterRestartSeconds"] = FirstAcceptedAfter(startEnd) is { } first ? Math.Round((first - startEnd).TotalSeconds, 2) : null;
         report.Summary["allTerminalAfterRestartSeconds"] = terminalIn is null ? null : Math.Round((clock.Elapsed - startEnd).TotalSeconds, 1);
         report.Summary["workerCpuPercentOfOneCoreDuringOutage"] = Math.Round(workerCores * 100, 1);
@@ -124,7 +130,8 @@ internal sealed class OutageScenario(ScenarioContext context)
         {
             var stopBegin = clock.Elapsed;
             serverDown = true;
-            await context.Cluster.StopServerAsync(cancellationToken);
+            // Immediate, as a crash of the server or its host: backends die wherever they are, commits in flight included.
+            await context.Cluster.StopServerAsync(immediate: true, cancellationToken);
             var stopEnd = clock.Elapsed;
             var workerCpuAtStop = worker.ReadCpuTime();
             var apiCpuAtStop = api.ReadCpuTime();
@@ -157,11 +164,12 @@ internal sealed class OutageScenario(ScenarioContext context)
             .Select(a => (TimeSpan?)a.Answer.EndedAt).Min();
 
     /// <summary>
-    /// One client: submit a sleep and poll it, pause, repeat. A submit answered 503 (or not answered) is retried
-    /// with the same idempotency key, polling the client's last operation in between, so both kinds of request
-    /// keep arriving while the database is down. Every answer is recorded with its timing.
+    /// One client: submit a sleep and poll it, pause, repeat. A keyed client retries a submit answered 503 (or not
+    /// answered) with the same idempotency key; a keyless one retries a plain 503 ("nothing was stored") as a new submit
+    /// and takes a 503 commit-outcome-unknown's operation as its own to look at. The client's last operation is polled
+    /// in between, so both kinds of request keep arriving while the database is down. Every answer is recorded.
     /// </summary>
-    private async Task SubmitAndPollAsync(ApiClient client, int seed, CancellationToken stop, CancellationToken cancellationToken)
+    private async Task SubmitAndPollAsync(ApiClient client, int seed, bool keyed, CancellationToken stop, CancellationToken cancellationToken)
     {
         var random = new Random(seed);
         Guid? last = null;
@@ -179,8 +187,9 @@ internal sealed class OutageScenario(ScenarioContext context)
             while (!stop.IsCancellationRequested)
             {
                 var command = new SleepCommand(random.Next(0, 201), 0, FailPermanently: false);
-                string key = $"outage-{Interlocked.Increment(ref _nextKey).ToString(CultureInfo.InvariantCulture)}";
-                bool had503 = false;
+                string? key = keyed ? $"outage-{Interlocked.Increment(ref _nextKey).ToString(CultureInfo.InvariantCulture)}" : null;
+                bool hadPlain503 = false;
+                bool mayHaveStored = false;
                 while (!stop.IsCancellationRequested)
                 {
                     // A request in flight is not cancelled when the load stops: its answer must be seen, it may be a 202.
@@ -189,21 +198,40 @@ internal sealed class OutageScenario(ScenarioContext context)
                     if (answer.Status is 202 or 200 && answer.OperationId is { } id)
                     {
                         _accepted[id] = true;
-                        if (had503 && answer.Replayed)
+                        if (hadPlain503 && !mayHaveStored && answer.Replayed)
                         {
-                            Interlocked.Increment(ref _storedDespite503);
+                            // Only plain 503s came before, yet the key's operation was already stored by one of them.
+                            Interlocked.Increment(ref _storedDespitePlain503);
                         }
 
                         last = id;
                         break;
                     }
 
-                    if (answer.Status != 503 && !answer.IsTransportError)
+                    if (answer.Status == 503 && answer.ProblemType == ProblemTypes.CommitOutcomeUnknown && answer.ProblemOperationId is { } unknown)
+                    {
+                        _outcomeUnknown[unknown] = true;
+                        mayHaveStored = true;
+                        if (!keyed)
+                        {
+                            // Without a key, submitting again could store it twice: look at its Location instead.
+                            last = unknown;
+                            break;
+                        }
+                    }
+                    else if (answer.Status == 503)
+                    {
+                        hadPlain503 = true;
+                    }
+                    else if (answer.IsTransportError)
+                    {
+                        mayHaveStored = true;
+                    }
+                    else
                     {
                         break;
                     }
 
-                    had503 |= answer.Status == 503;
                     await PollLastAsync();
                     await Task.Delay(RetryPause, stop);
                 }
@@ -258,7 +286,10 @@ internal sealed class OutageScenario(ScenarioContext context)
                 case "submit" or "poll":
                     report.Require(answer.Status != 202 && answer.Status != 200, "no-202-while-the-database-is-down",
                         () => $"{where}: {answer.Describe()}");
-                    report.Require(answer.IsWellFormedUnavailable && answer.ProblemType == ProblemTypes.DatabaseUnavailable,
+                    // A submit whose commit the stop cut off may not know whether it was stored, and says so, naming it.
+                    bool unknownOutcome = kind == "submit" && answer.ProblemType == ProblemTypes.CommitOutcomeUnknown
+                                          && answer.ProblemOperationId is { } id && answer.Location?.EndsWith($"/v1/operations/{id}", StringComparison.Ordinal) == true;
+                    report.Require(answer.IsWellFormedUnavailable && (answer.ProblemType == ProblemTypes.DatabaseUnavailable || unknownOutcome),
                         "503-with-retry-after-and-problem-while-down", () => $"{where}: {answer.Describe()}");
                     break;
                 case "ready":
@@ -271,7 +302,7 @@ internal sealed class OutageScenario(ScenarioContext context)
         }
     }
 
-    private async Task CheckStoredAsync(ScenarioReport report, ScenarioDatabase database, CancellationToken cancellationToken)
+    private async Task CheckStoredAsync(ScenarioReport report, ScenarioDatabase database, ApiClient client, CancellationToken cancellationToken)
     {
         var rows = await database.ReadOperationsAsync(cancellationToken);
         foreach (var id in _accepted.Keys)
@@ -287,8 +318,73 @@ internal sealed class OutageScenario(ScenarioContext context)
             report.Require(row.LockedBy is null || !row.IsTerminal, "no-lease-left-behind", () => $"{id} is {row.Status} and locked by {row.LockedBy}");
         }
 
+        // "Nothing was stored" must be true: every stored operation was named to its client by a 2xx or a commit-outcome-unknown.
+        foreach (var id in rows.Keys.Where(id => !_accepted.ContainsKey(id) && !_outcomeUnknown.ContainsKey(id)))
+        {
+            report.Violation("stored-only-when-answered", $"{id} is stored, but every submit that could have stored it was answered a plain 503 or nothing");
+        }
+
+        report.Require(_storedDespitePlain503 == 0, "stored-only-when-answered",
+            () => $"{_storedDespitePlain503} keyed submits answered only plain 503s were found stored when retried");
+
+        // A commit-outcome-unknown's Location tells the truth once the database is back: the operation, or 404.
+        int unknownStored = 0;
+        int unknownNotStored = 0;
+        foreach (var id in _outcomeUnknown.Keys)
+        {
+            var answer = await client.GetAsync($"v1/operations/{id}", cancellationToken);
+            bool stored = rows.ContainsKey(id);
+            if (stored)
+            {
+                unknownStored++;
+                report.Require(answer.Status is 200 or 202 && answer.OperationId == id, "unknown-outcome-location-shows-the-operation",
+                    () => $"{id} is stored, but its Location answered {answer.Describe()}");
+            }
+            else
+            {
+                unknownNotStored++;
+                report.Require(answer.Status == 404 && answer.ProblemType == ProblemTypes.OperationNotFound, "unknown-outcome-location-answers-404",
+                    () => $"{id} is not stored, but its Location answered {answer.Describe()}");
+            }
+        }
+
         report.Summary["storedWithoutAcceptedAnswer"] = rows.Keys.Count(id => !_accepted.ContainsKey(id));
+        report.Summary["commitOutcomeUnknownAnswers"] = new JsonObject
+        {
+            ["operations"] = _outcomeUnknown.Count,
+            ["foundStored"] = unknownStored,
+            ["foundNotStored"] = unknownNotStored,
+        };
     }
+
+    /// <summary>What the nodes logged of writes whose commit outcome they had to settle: how many rows were stored, how many written again.</summary>
+    private static void CountSettledCommits(ScenarioReport report, IReadOnlyList<NodeProcess> nodes)
+    {
+        var settled = new JsonObject();
+        foreach (var node in nodes)
+        {
+            string log = File.Exists(node.StdoutPath) ? File.ReadAllText(node.StdoutPath) : "";
+            foreach (Match match in SettledLine().Matches(log))
+            {
+                string what = match.Groups["what"].Value.Contains("submit", StringComparison.Ordinal) ? "submits" : "outcomes";
+                var entry = settled[what] as JsonObject ?? new JsonObject { ["settles"] = 0, ["stored"] = 0, ["writtenAgain"] = 0 };
+                entry["settles"] = (int)entry["settles"]! + 1;
+                entry["stored"] = (int)entry["stored"]! + int.Parse(match.Groups["stored"].Value, CultureInfo.InvariantCulture);
+                entry["writtenAgain"] = (int)entry["writtenAgain"]! + int.Parse(match.Groups["written"].Value, CultureInfo.InvariantCulture);
+                settled[what] = entry;
+            }
+
+            settled[node.NodeId + "StillUnknown"] = StillUnknownLine().Count(log);
+        }
+
+        report.Summary["settledCommits"] = settled;
+    }
+
+    [GeneratedRegex(@"Commit outcome of (?<what>.+?) was unknown and is settled: (?<stored>\d+) stored, (?<written>\d+) written again")]
+    private static partial Regex SettledLine();
+
+    [GeneratedRegex(@"Commit outcome of .+? is still unknown")]
+    private static partial Regex StillUnknownLine();
 
     private static JsonObject Tally(IEnumerable<RecordedAnswer> answers) =>
         new(answers.GroupBy(a => a.Kind, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
