@@ -4,7 +4,7 @@ using PollingApi.Operations.Handlers;
 namespace PollingApi.Operations;
 
 /// <summary>Everything the engine knows about one registered command kind.</summary>
-public sealed class CommandDescriptor
+internal sealed class CommandDescriptor
 {
     internal CommandDescriptor(string kind, string route, Type requestType, Type resultType, int? maxAttempts, bool transactional,
         Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> execute,
@@ -33,17 +33,21 @@ public sealed class CommandDescriptor
     /// <summary>Attempts for this kind; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</summary>
     public int? MaxAttempts { get; }
 
-    /// <summary>Whether the handler runs in the engine's transaction (see <see cref="Handlers.OperationContext.Transaction"/>).</summary>
+    /// <summary>Whether the handler runs in the engine's transaction (see <see cref="Handlers.TransactionalOperationContext.Transaction"/>).</summary>
     public bool Transactional { get; }
 
     /// <summary>Deserialises the stored payload, runs the handler and serialises its result.</summary>
     internal Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> Execute { get; }
 
     internal Action<IEndpointRouteBuilder, CommandDescriptor> MapEndpoint { get; }
+
+    /// <summary>A kind as a name in code: <c>diagnostics.sleep</c> is <c>DiagnosticsSleep</c> (its endpoint's and schema's names).</summary>
+    public static string PascalName(string kind) =>
+        string.Concat(kind.Split('.', '-', '_').Select(part => part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]));
 }
 
 /// <summary>The registered commands, by kind.</summary>
-public sealed class CommandRegistry
+internal sealed class CommandRegistry
 {
     private readonly Dictionary<string, CommandDescriptor> _byKind;
 

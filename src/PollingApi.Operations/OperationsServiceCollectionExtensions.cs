@@ -9,7 +9,9 @@ using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Consistency;
 using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
-using PollingApi.Operations.Processing;
+using PollingApi.Operations.Lifecycle;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Worker;
 using PollingApi.Operations.Storage;
 using Quartz;
 
@@ -67,20 +69,36 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<CommitOutcomeResolver>();
         services.AddSingleton<OperationBatchWriter>();
 
-        // Validation messages name fields as the JSON does: "'durationMs' must not be empty.", not "'Duration Ms' ...".
-        ValidatorOptions.Global.DisplayNameResolver = (_, member, _) =>
-            member is null ? null : JsonNamingPolicy.CamelCase.ConvertName(member.Name);
-
         services.AddSingleton<CommandRegistry>();
-        services.AddSingleton<OperationWakeSignal>();
-        services.AddSingleton<OperationWaiters>();
         services.AddSingleton<FinishedOperationCache>();
-        services.AddSingleton<OperationStatistics>();
+        services.AddSingleton<AttemptStore>();
         services.AddSingleton<IConsistencyCheck, OperationConsistencyCheck>();
         services.AddSingleton<ConsistencyChecker>();
+
+        // The worker (see OperationWorker): slots, the claim loop, attempts and their outcomes, leases.
+        services.AddSingleton<WorkerContext>();
+        services.AddSingleton<OperationWakeSignal>();
+        services.AddSingleton<HandlerSlots>();
+        services.AddSingleton<RunningHandlers>();
         services.AddSingleton<RetryBackoff>();
+        services.AddSingleton<OutcomeWriter>();
+        services.AddSingleton<AttemptOutcomes>();
+        services.AddSingleton<AttemptRunner>();
+        services.AddSingleton<ClaimLoop>();
+        services.AddSingleton<LeaseKeeper>();
+        services.AddSingleton<OperationWorker>();
+
+        // The lifecycle: what the API does with operations, and the one fan-out of their changes.
+        services.AddSingleton<OperationWaiters>();
+        services.AddSingleton<OperationSignals>();
+        services.AddSingleton<IOperationSignals>(sp => sp.GetRequiredService<OperationSignals>());
+        services.AddSingleton<OperationWaiting>();
+        services.AddSingleton<OperationQueries>();
+        services.AddSingleton<OperationChanges>();
+        services.AddSingleton<OperationInserter>();
+        services.AddSingleton<OperationSubmitter>();
+        services.AddSingleton<OperationStatistics>();
         services.AddSingleton<RetryAfterPolicy>();
-        services.AddSingleton<OperationPump>();
 
         services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
         services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
@@ -136,8 +154,8 @@ public static class OperationsServiceCollectionExtensions
 
         if (options.Role is OperationsRole.All or OperationsRole.Worker)
         {
-            quartz.AddJob<OperationPumpJob>(job => job.WithIdentity(OperationPumpJob.Key));
-            quartz.AddTrigger(trigger => trigger.ForJob(OperationPumpJob.Key)
+            quartz.AddJob<OperationWorkerJob>(job => job.WithIdentity(OperationWorkerJob.Key));
+            quartz.AddTrigger(trigger => trigger.ForJob(OperationWorkerJob.Key)
                 .StartNow()
                 .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
         }
@@ -159,29 +177,24 @@ public sealed class OperationsBuilder
     /// <param name="kind">The stable name stored with each operation, e.g. <c>billing.invoice</c>.</param>
     /// <param name="route">The route to POST the command to, e.g. <c>/v1/billing/invoices</c>.</param>
     /// <param name="maxAttempts">Attempts per operation; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</param>
-    /// <param name="transactional">
-    /// Run the handler in the engine's transaction (<see cref="OperationContext.Transaction"/>): its database writes
-    /// commit atomically with the <c>succeeded</c> transition, or not at all. Keep such handlers short: the
-    /// transaction is open while they run.
-    /// </param>
-    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null,
-        bool transactional = false)
+    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
         where TRequest : notnull
         where TResult : notnull
-        where THandler : class, IOperationHandler<TRequest, TResult>
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
-        ArgumentException.ThrowIfNullOrWhiteSpace(route);
-        if (maxAttempts is < 1 or > 100)
-        {
-            throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "A command gets 1 to 100 attempts.");
-        }
+        where THandler : class, IOperationHandler<TRequest, TResult> =>
+        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, transactional: false, (handler, request, context, ct) =>
+            handler.HandleAsync(request, context, ct));
 
-        Services.AddScoped<THandler>();
-        Services.AddSingleton(new CommandDescriptor(kind, route, typeof(TRequest), typeof(TResult), maxAttempts, transactional,
-            ExecuteAsync<TRequest, TResult, THandler>, CommandEndpoint.Map<TRequest>));
-        return this;
-    }
+    /// <summary>
+    /// Registers a command whose handler runs in the engine's transaction
+    /// (<see cref="TransactionalOperationContext.Transaction"/>): its database writes commit atomically with the
+    /// <c>succeeded</c> transition, or not at all. Otherwise as <see cref="AddCommand{TRequest, TResult, THandler}"/>.
+    /// </summary>
+    public OperationsBuilder AddTransactionalCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
+        where TRequest : notnull
+        where TResult : notnull
+        where THandler : class, ITransactionalOperationHandler<TRequest, TResult> =>
+        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, transactional: true, (handler, request, context, ct) =>
+            handler.HandleAsync(request, (TransactionalOperationContext)context, ct));
 
     /// <summary>Adds the embedded SQL migrations of <paramref name="assembly"/> (resources under a <c>Migrations</c> folder).</summary>
     public OperationsBuilder AddMigrations(System.Reflection.Assembly assembly)
@@ -198,16 +211,29 @@ public sealed class OperationsBuilder
         return this;
     }
 
-    private static async Task<string> ExecuteAsync<TRequest, TResult, THandler>(IServiceProvider services, string payload,
-        OperationContext context, CancellationToken cancellationToken)
+    private OperationsBuilder Add<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts, bool transactional,
+        Func<THandler, TRequest, OperationContext, CancellationToken, Task<TResult>> handle)
         where TRequest : notnull
         where TResult : notnull
-        where THandler : class, IOperationHandler<TRequest, TResult>
+        where THandler : class
     {
-        var request = JsonSerializer.Deserialize<TRequest>(payload, OperationJson.Options)
-            ?? throw new PermanentOperationFailureException(ProblemTypes.HandlerFailed, "The stored request is empty.");
-        var handler = services.GetRequiredService<THandler>();
-        var result = await handler.HandleAsync(request, context, cancellationToken).ConfigureAwait(false);
-        return JsonSerializer.Serialize(result, OperationJson.Options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(kind);
+        ArgumentException.ThrowIfNullOrWhiteSpace(route);
+        if (maxAttempts is < 1 or > 100)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "A command gets 1 to 100 attempts.");
+        }
+
+        Services.AddScoped<THandler>();
+        Services.AddSingleton(new CommandDescriptor(kind, route, typeof(TRequest), typeof(TResult), maxAttempts, transactional,
+            async (services, payload, context, cancellationToken) =>
+            {
+                var request = JsonSerializer.Deserialize<TRequest>(payload, OperationJson.Options)
+                    ?? throw new PermanentOperationFailureException(ProblemTypes.HandlerFailed, "The stored request is empty.");
+                var result = await handle(services.GetRequiredService<THandler>(), request, context, cancellationToken).ConfigureAwait(false);
+                return JsonSerializer.Serialize(result, OperationJson.Options);
+            },
+            CommandEndpoint.Map<TRequest>));
+        return this;
     }
 }

@@ -3,7 +3,6 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using PollingApi.Benchmarks.Infrastructure;
-using PollingApi.Benchmarks.Load;
 
 namespace PollingApi.Benchmarks;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using PollingApi.Benchmarks;
-using PollingApi.Benchmarks.Infrastructure;
 using PollingApi.Harness;
 using PollingApi.LocalPostgres;
 

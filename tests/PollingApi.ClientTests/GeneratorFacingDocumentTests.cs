@@ -1,10 +1,8 @@
 using System.Net;
 using System.Text.Json;
 using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.AspNetCore.OpenApi;
 using Microsoft.Extensions.DependencyInjection;
 using PollingApi.ClientTests.Infrastructure;
-using PollingApi.Operations.Http.OpenApi;
 
 namespace PollingApi.ClientTests;
 

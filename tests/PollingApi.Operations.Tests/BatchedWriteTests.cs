@@ -2,6 +2,7 @@ using System.Text.Json;
 using Npgsql;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Tests;
 
@@ -136,30 +137,30 @@ public sealed class BatchedWriteTests
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "promiser",
             new Dictionary<string, string?> { ["Operations:MaxConcurrency"] = "1" });
-        Assert.False(host.Pump.TryPromiseSlot(), "a pump that is not running promises nothing");
+        Assert.False(host.Worker.TryPromiseSlot(), "a pump that is not running promises nothing");
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         // Its first claim finds the queue empty.
-        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Pump.TryPromiseSlot()), TimeSpan.FromSeconds(10));
-        Assert.False(host.Pump.TryPromiseSlot(), "its only slot is promised");
-        host.Pump.BreakPromise();
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Worker.TryPromiseSlot()), TimeSpan.FromSeconds(10));
+        Assert.False(host.Worker.TryPromiseSlot(), "its only slot is promised");
+        host.Worker.BreakPromise();
 
         // Work was stored pending: submits queue behind it until claims have taken it and found the queue empty
         // (with one slot, the claim that takes it is full, so it takes the claim after it).
         var waiting = await host.SubmitAsync(new TestRequest(Block: true), TimeProvider.System.GetUtcNow().UtcDateTime);
-        host.Pump.NotePending();
-        Assert.False(host.Pump.TryPromiseSlot());
+        host.Slots.NotePending();
+        Assert.False(host.Worker.TryPromiseSlot());
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(waiting.Id)), TimeSpan.FromSeconds(10));
-        Assert.False(host.Pump.TryPromiseSlot(), "the slot is busy");
+        Assert.False(host.Worker.TryPromiseSlot(), "the slot is busy");
         host.Executions.Gate.SetResult();
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(waiting.Id)).Status == OperationStatus.Succeeded, TimeSpan.FromSeconds(10));
-        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Pump.TryPromiseSlot()), TimeSpan.FromSeconds(10));
-        host.Pump.BreakPromise();
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Worker.TryPromiseSlot()), TimeSpan.FromSeconds(10));
+        host.Worker.BreakPromise();
 
         await stop.CancelAsync();
         await pump;
-        Assert.False(host.Pump.TryPromiseSlot(), "a stopped pump promises nothing");
+        Assert.False(host.Worker.TryPromiseSlot(), "a stopped pump promises nothing");
     }
 
     [Fact]
@@ -167,14 +168,14 @@ public sealed class BatchedWriteTests
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "runner");
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
-        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Pump.TryPromiseSlot()), TimeSpan.FromSeconds(10));
+        var pump = host.Worker.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Worker.TryPromiseSlot()), TimeSpan.FromSeconds(10));
 
         var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
         var insert = new OperationInsert(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null), now, host.NodeId);
         using var waiter = host.Waiters.Register(insert.Operation.Id);
         await host.BatchWriter.InsertAsync(insert);
-        host.Pump.RunPromised(insert.ToClaimed());
+        host.Worker.RunPromised(insert.ToClaimed());
 
         var wakeUp = await waiter.WaitAsync(TimeSpan.FromSeconds(10), TimeProvider.System, CancellationToken.None);
         Assert.True(wakeUp.Notified);
@@ -199,8 +200,8 @@ public sealed class BatchedWriteTests
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "stopper");
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
-        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Pump.TryPromiseSlot()), TimeSpan.FromSeconds(10));
+        var pump = host.Worker.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Worker.TryPromiseSlot()), TimeSpan.FromSeconds(10));
 
         var now = Microsecond(TimeProvider.System.GetUtcNow().UtcDateTime);
         var insert = new OperationInsert(new NewOperation(Guid.CreateVersion7(), "default", TestHandler.Kind, Payload, 5, null), now, host.NodeId);
@@ -208,16 +209,16 @@ public sealed class BatchedWriteTests
         await stop.CancelAsync();
         await Eventually.WaitUntilAsync(() =>
         {
-            if (host.Pump.TryPromiseSlot())
+            if (host.Worker.TryPromiseSlot())
             {
-                host.Pump.BreakPromise();
+                host.Worker.BreakPromise();
                 return Task.FromResult(false);
             }
 
             return Task.FromResult(true);
         }, TimeSpan.FromSeconds(10));
         Assert.False(pump.IsCompleted, "the stop waits for the promised slot");
-        host.Pump.RunPromised(insert.ToClaimed());
+        host.Worker.RunPromised(insert.ToClaimed());
         await pump.WaitAsync(TimeSpan.FromSeconds(10));
 
         Assert.Empty(host.Executions.Started);

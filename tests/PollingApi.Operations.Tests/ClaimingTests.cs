@@ -1,6 +1,7 @@
 using Dapper;
 using Npgsql;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Tests;
 
@@ -29,7 +30,7 @@ public sealed class ClaimingTests
         }
 
         using var stop = new CancellationTokenSource();
-        var pumps = nodes.Select(n => n.Pump.RunAsync(stop.Token)).ToList();
+        var pumps = nodes.Select(n => n.Worker.RunAsync(stop.Token)).ToList();
         await Eventually.WaitUntilAsync(
             async () => await nodes[0].ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'succeeded'") == Count,
             TimeSpan.FromSeconds(90));
@@ -73,11 +74,11 @@ public sealed class ClaimingTests
         await using var transaction = await blocker.BeginTransactionAsync();
         await blocker.ExecuteAsync("SELECT id FROM operations WHERE id = @id FOR UPDATE", new { id = due.Id }, transaction);
 
-        var whileLocked = await host.Store.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
+        var whileLocked = await host.Attempts.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
         Assert.Empty(whileLocked);
 
         await transaction.RollbackAsync();
-        var claimed = await host.Store.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
+        var claimed = await host.Attempts.ClaimAsync("claimer", 10, now, now.AddSeconds(30), CancellationToken.None);
         var operation = Assert.Single(claimed);
         Assert.Equal(due.Id, operation.Id);
         Assert.Equal(1, operation.Attempts);
@@ -105,7 +106,7 @@ public sealed class ClaimingTests
         }
 
         var now = TimeProvider.System.GetUtcNow().UtcDateTime;
-        var claimed = await host.Store.ClaimAsync("limited", 32, now, now.AddSeconds(30), CancellationToken.None);
+        var claimed = await host.Attempts.ClaimAsync("limited", 32, now, now.AddSeconds(30), CancellationToken.None);
 
         Assert.Equal(32, claimed.Count);
         Assert.Equal(32, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'running'"));

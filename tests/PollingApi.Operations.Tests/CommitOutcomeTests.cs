@@ -3,6 +3,7 @@ using Dapper;
 using Npgsql;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Tests;
 
@@ -59,7 +60,7 @@ public sealed class CommitOutcomeTests
         var broken = proxy.ArmFault(TcpProxy.Containing("WITH claimable AS MATERIALIZED"), FaultMoment.AfterTheCommit);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded, Deadline);
         await stop.CancelAsync();
         await pump;
@@ -79,7 +80,7 @@ public sealed class CommitOutcomeTests
         using var proxy = TcpProxy.InFrontOf(database, out string proxied);
         await using var host = await EngineHost.StartAsync(proxied, "failer");
         var submitted = await host.SubmitAsync(new TestRequest(FailPermanently: true), TimeProvider.System.GetUtcNow().UtcDateTime);
-        var broken = proxy.ArmFault(TcpProxy.Containing(submitted.Id, "SET status = 'failed'"), FaultMoment.AfterTheCommit);
+        var broken = proxy.ArmFault(TcpProxy.Containing(submitted.Id, "urn:test:permanent"), FaultMoment.AfterTheCommit);
 
         bool notified = await RunUntilIdleAsync(host, submitted.Id);
 
@@ -124,9 +125,9 @@ public sealed class CommitOutcomeTests
     {
         using var waiter = host.Waiters.Register(id);
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         var wakeUp = await waiter.WaitAsync(Deadline, TimeProvider.System, CancellationToken.None);
-        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Counts.ContainsKey(id) && host.Pump.RunningCount == 0), Deadline);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Counts.ContainsKey(id) && host.Worker.RunningCount == 0), Deadline);
         await stop.CancelAsync();
         await pump;
         return wakeUp.Notified;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Tests;
 
@@ -12,7 +13,7 @@ public sealed class LeaseTests
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
         var now = time.GetUtcNow().UtcDateTime;
         var submitted = await host.SubmitAsync(new TestRequest(), now);
-        await host.Store.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
+        await host.Attempts.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
 
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.Equal(0, await host.LeaseRescue.RescueAsync(CancellationToken.None));
@@ -49,7 +50,7 @@ public sealed class LeaseTests
         Assert.Equal(1, rescued.Attempts);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(insert.Operation.Id)).Status == OperationStatus.Succeeded,
             TimeSpan.FromSeconds(10));
         await stop.CancelAsync();
@@ -69,7 +70,7 @@ public sealed class LeaseTests
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
         var now = time.GetUtcNow().UtcDateTime;
         var submitted = await host.SubmitAsync(new TestRequest(), now, maxAttempts: 1);
-        await host.Store.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
+        await host.Attempts.ClaimAsync("dead-worker", 1, now, now.AddSeconds(30), CancellationToken.None);
 
         time.Advance(TimeSpan.FromMinutes(1));
         await host.LeaseRescue.RescueAsync(CancellationToken.None);
@@ -88,17 +89,17 @@ public sealed class LeaseTests
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "rescuer", timeProvider: time);
         var now = time.GetUtcNow().UtcDateTime;
         var submitted = await host.SubmitAsync(new TestRequest(), now);
-        var first = Assert.Single(await host.Store.ClaimAsync("worker-a", 1, now, now.AddSeconds(30), CancellationToken.None));
+        var first = Assert.Single(await host.Attempts.ClaimAsync("worker-a", 1, now, now.AddSeconds(30), CancellationToken.None));
 
         time.Advance(TimeSpan.FromSeconds(31));
         now = time.GetUtcNow().UtcDateTime;
         await host.LeaseRescue.RescueAsync(CancellationToken.None);
-        var second = Assert.Single(await host.Store.ClaimAsync("worker-b", 1, now, now.AddSeconds(30), CancellationToken.None));
+        var second = Assert.Single(await host.Attempts.ClaimAsync("worker-b", 1, now, now.AddSeconds(30), CancellationToken.None));
         Assert.Equal(2, second.Attempts);
 
         Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now)));
-        Assert.False(await host.Store.FailAsync(submitted.Id, "worker-a", first.Attempts, """{"type":"x","title":"a"}""", now, CancellationToken.None));
-        Assert.False(await host.Store.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", CancellationToken.None));
+        Assert.False(await host.Attempts.EndAsync(submitted.Id, "worker-a", first.Attempts, OperationStatus.Failed, """{"type":"x","title":"a"}""", now, CancellationToken.None));
+        Assert.False(await host.Attempts.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", CancellationToken.None));
         // The same node with a stale attempt number is fenced out too.
         Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now)));
         Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);
@@ -122,7 +123,7 @@ public sealed class LeaseTests
         var submitted = await host.SubmitAsync(new TestRequest(Block: true), DateTime.SpecifyKind(DateTime.UnixEpoch, DateTimeKind.Utc));
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)),
             TimeSpan.FromSeconds(10));
 

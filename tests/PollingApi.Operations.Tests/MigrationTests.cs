@@ -2,7 +2,6 @@ using Dapper;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using PollingApi.Operations.Storage;
-using PollingApi.Operations.Tests.Infrastructure;
 
 namespace PollingApi.Operations.Tests;
 

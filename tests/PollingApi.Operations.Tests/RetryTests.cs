@@ -1,7 +1,8 @@
 using System.Text.Json;
 using Microsoft.Extensions.Options;
-using PollingApi.Operations.Processing;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Worker;
 
 namespace PollingApi.Operations.Tests;
 
@@ -49,7 +50,7 @@ public sealed class RetryTests
         var submitted = await host.SubmitAsync(new TestRequest(FailTimes: 2), start);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         host.WakeSignal.Wake();
 
         // Attempt 1 fails: retry due after half the first cap (1 s).
@@ -57,7 +58,7 @@ public sealed class RetryTests
         var afterFirst = await host.ReadAsync(submitted.Id);
         Assert.Equal(start.AddMilliseconds(500), afterFirst.NextAttemptAt);
         Assert.Null(afterFirst.Error);
-        Assert.Empty(await host.Store.ClaimAsync("someone-else", 10, start.AddMilliseconds(499), start.AddSeconds(30), CancellationToken.None));
+        Assert.Empty(await host.Attempts.ClaimAsync("someone-else", 10, start.AddMilliseconds(499), start.AddSeconds(30), CancellationToken.None));
 
         // Attempt 2 fails: half the second cap (2 s).
         time.Advance(TimeSpan.FromMilliseconds(500));
@@ -87,7 +88,7 @@ public sealed class RetryTests
         var submitted = await host.SubmitAsync(new TestRequest(FailTimes: 100), TimeProvider.System.GetUtcNow().UtcDateTime, maxAttempts: 3);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await WaitForAsync(host, submitted.Id, row => row.Status == OperationStatus.Failed);
         await stop.CancelAsync();
         await pump;
@@ -108,7 +109,7 @@ public sealed class RetryTests
         var submitted = await host.SubmitAsync(new TestRequest(FailPermanently: true), TimeProvider.System.GetUtcNow().UtcDateTime);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await WaitForAsync(host, submitted.Id, row => row.Status == OperationStatus.Failed);
         await stop.CancelAsync();
         await pump;
@@ -130,7 +131,7 @@ public sealed class RetryTests
             TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None))!;
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await WaitForAsync(host, row.Id, r => r.Status == OperationStatus.Failed);
         await stop.CancelAsync();
         await pump;

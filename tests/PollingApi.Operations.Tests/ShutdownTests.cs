@@ -1,4 +1,5 @@
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Tests;
 
@@ -12,7 +13,7 @@ public sealed class ShutdownTests
         var submitted = await host.SubmitAsync(new TestRequest(Block: true), TimeProvider.System.GetUtcNow().UtcDateTime);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)),
             TimeSpan.FromSeconds(10));
 
@@ -40,7 +41,7 @@ public sealed class ShutdownTests
         var second = await host.SubmitAsync(new TestRequest(Block: true), now);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Count == 2),
             TimeSpan.FromSeconds(10));
 
@@ -58,6 +59,6 @@ public sealed class ShutdownTests
         }
 
         Assert.Equal(0, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE locked_by IS NOT NULL"));
-        Assert.Equal(0, host.Pump.RunningCount);
+        Assert.Equal(0, host.Worker.RunningCount);
     }
 }

@@ -1,6 +1,8 @@
 using Dapper;
 using Npgsql;
 using PollingApi.Operations.Tests.Infrastructure;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Tests;
 
@@ -14,7 +16,7 @@ public sealed class TransactionalHandlerTests
         var submitted = await host.SubmitAsync(new TestRequest(), Now(), kind: TransactionalTestHandler.Kind);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded, TimeSpan.FromSeconds(20));
         await stop.CancelAsync();
         await pump;
@@ -34,7 +36,7 @@ public sealed class TransactionalHandlerTests
         var permanent = await host.SubmitAsync(new TestRequest(FailPermanently: true), Now(), kind: TransactionalTestHandler.Kind);
 
         using var stop = new CancellationTokenSource();
-        var pump = host.Pump.RunAsync(stop.Token);
+        var pump = host.Worker.RunAsync(stop.Token);
         await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(transient.Id)).Status == OperationStatus.Succeeded
                                                    && (await host.ReadAsync(permanent.Id)).Status == OperationStatus.Failed, TimeSpan.FromSeconds(20));
         await stop.CancelAsync();
@@ -57,7 +59,7 @@ public sealed class TransactionalHandlerTests
         var submitted = await stale.SubmitAsync(new TestRequest(Block: true), Now(), kind: TransactionalTestHandler.Kind);
 
         using var stopStale = new CancellationTokenSource();
-        var stalePump = stale.Pump.RunAsync(stopStale.Token);
+        var stalePump = stale.Worker.RunAsync(stopStale.Token);
         await Eventually.WaitUntilAsync(() => Task.FromResult(executions.Started.Contains(submitted.Id)), TimeSpan.FromSeconds(20));
 
         // While the handler hangs, its lease passes to another node (as lease rescue and a new claim would do),
@@ -70,13 +72,14 @@ public sealed class TransactionalHandlerTests
                 UPDATE operations SET locked_by = 'new-owner', attempts = attempts + 1 WHERE id = @id;
                 INSERT INTO test_effects (operation_id, attempt) VALUES (@id, 2);
                 """, new { id = submitted.Id }, transaction);
-            Assert.True(await Storage.OperationStore.CompleteInTransactionAsync(submitted.Id, "new-owner", 2, "{}", Now(), transaction, CancellationToken.None));
+            Assert.True(await AttemptStore.CompleteInTransactionAsync(new OperationCompletion(submitted.Id, "new-owner", 2, "{}", Now()), transaction,
+                CancellationToken.None));
             await transaction.CommitAsync();
         }
 
         // The stale handler now finishes: its success is fenced out and its own write rolled back.
         executions.Gate.SetResult();
-        await Eventually.WaitUntilAsync(() => Task.FromResult(executions.Counts.ContainsKey(submitted.Id) && stale.Pump.RunningCount == 0),
+        await Eventually.WaitUntilAsync(() => Task.FromResult(executions.Counts.ContainsKey(submitted.Id) && stale.Worker.RunningCount == 0),
             TimeSpan.FromSeconds(20));
         await stopStale.CancelAsync();
         await stalePump;

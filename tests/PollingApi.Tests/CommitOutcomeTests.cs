@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using PollingApi.Tests.Infrastructure;

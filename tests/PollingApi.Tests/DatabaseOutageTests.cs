@@ -1,9 +1,8 @@
 using System.Net;
-using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
+using PollingApi.Operations.Storage;
 
 namespace PollingApi.Tests;
 

@@ -1,8 +1,8 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
+using PollingApi.Operations.Storage;
 
 namespace PollingApi.Tests;
 

@@ -1,7 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
-using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
 using Quartz;
+using PollingApi.Operations.Worker;
+using PollingApi.Operations.Lifecycle;
 
 namespace PollingApi.Tests;
 
@@ -14,7 +15,7 @@ public sealed class WorkerNodeJobTests(WorkerOnlyPollingApiFactory factory) : IC
         _ = factory.CreateClient();
         var scheduler = await factory.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
 
-        Assert.True(await scheduler.Exists(OperationPumpJob.Key));
+        Assert.True(await scheduler.Exists(OperationWorkerJob.Key));
         Assert.True(await scheduler.Exists(LeaseRescueJob.Key));
         Assert.False(await scheduler.Exists(StatisticsRefreshJob.Key), "statistics only feed the Retry-After of API answers");
     }
@@ -30,6 +31,6 @@ public sealed class ApiNodeJobTests(ApiOnlyPollingApiFactory factory) : IClassFi
 
         Assert.True(await scheduler.Exists(StatisticsRefreshJob.Key));
         Assert.True(await scheduler.Exists(LeaseRescueJob.Key));
-        Assert.False(await scheduler.Exists(OperationPumpJob.Key));
+        Assert.False(await scheduler.Exists(OperationWorkerJob.Key));
     }
 }

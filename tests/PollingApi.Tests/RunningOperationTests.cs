@@ -2,8 +2,9 @@ using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
+using PollingApi.Operations.Worker;
+using PollingApi.Operations.Lifecycle;
 
 namespace PollingApi.Tests;
 

@@ -2,8 +2,8 @@ using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using PollingApi.Operations.Processing;
 using PollingApi.Tests.Infrastructure;
+using PollingApi.Operations.Lifecycle;
 
 namespace PollingApi.Tests;
 

@@ -6,7 +6,7 @@ using Quartz;
 namespace PollingApi.Operations.Consistency;
 
 /// <summary>Runs every registered <see cref="IConsistencyCheck"/>.</summary>
-public sealed class ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, TimeProvider timeProvider)
+internal sealed class ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, TimeProvider timeProvider)
 {
     public async Task<ConsistencyReport> RunAsync(CancellationToken cancellationToken)
     {
@@ -22,7 +22,7 @@ public sealed class ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, Ti
 
 /// <summary>Runs the consistency checks on one node of the cluster at a time and logs what they find.</summary>
 [DisallowConcurrentExecution]
-public sealed partial class ConsistencyCheckJob(NpgsqlDataSource dataSource, ConsistencyChecker checker, ILogger<ConsistencyCheckJob> logger)
+internal sealed partial class ConsistencyCheckJob(NpgsqlDataSource dataSource, ConsistencyChecker checker, ILogger<ConsistencyCheckJob> logger)
     : IJob
 {
     public static readonly JobKey Key = new("consistency-check", "operations");

@@ -22,6 +22,6 @@ public sealed record ConsistencyFinding(
 
 /// <summary>The answer of <c>GET /v1/admin/consistency</c>.</summary>
 [Description("The result of a consistency check.")]
-public sealed record ConsistencyReport(
+internal sealed record ConsistencyReport(
     [property: Description("When the checks ran.")] DateTime CheckedAt,
     [property: Description("What was found; empty when everything is consistent.")] IReadOnlyList<ConsistencyFinding> Findings);

@@ -22,3 +22,22 @@ public interface IOperationHandler<in TRequest, TResult>
     /// <param name="cancellationToken">Fires when the worker is shutting down or the operation was cancelled.</param>
     Task<TResult> HandleAsync(TRequest request, OperationContext context, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// Runs one kind of command inside the engine's transaction: the handler's writes in
+/// <see cref="TransactionalOperationContext.Transaction"/> commit together with the operation's <c>succeeded</c>
+/// transition, or not at all. Registered with <c>AddTransactionalCommand</c>. Keep such handlers short: the transaction
+/// is open while they run. Otherwise as <see cref="IOperationHandler{TRequest, TResult}"/>.
+/// </summary>
+/// <typeparam name="TRequest">The validated request body the operation was submitted with.</typeparam>
+/// <typeparam name="TResult">The result stored when the operation succeeds.</typeparam>
+public interface ITransactionalOperationHandler<in TRequest, TResult>
+    where TRequest : notnull
+    where TResult : notnull
+{
+    /// <summary>Does the work of one attempt, writing in the engine's transaction.</summary>
+    /// <param name="request">The stored request.</param>
+    /// <param name="context">The operation being handled, its transaction, and ways to report on it.</param>
+    /// <param name="cancellationToken">Fires when the worker is shutting down or the operation was cancelled.</param>
+    Task<TResult> HandleAsync(TRequest request, TransactionalOperationContext context, CancellationToken cancellationToken);
+}

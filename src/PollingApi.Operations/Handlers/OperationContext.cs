@@ -3,30 +3,19 @@ using Npgsql;
 namespace PollingApi.Operations.Handlers;
 
 /// <summary>What a handler knows about the operation it is running, and how it reports back.</summary>
-public sealed class OperationContext
+public class OperationContext
 {
     private readonly Func<int, string?, CancellationToken, Task> _reportProgress;
 
     internal OperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
-        Func<int, string?, CancellationToken, Task> reportProgress, NpgsqlTransaction? transaction = null)
+        Func<int, string?, CancellationToken, Task> reportProgress)
     {
         OperationId = operationId;
         Kind = kind;
         Attempt = attempt;
         MaxAttempts = maxAttempts;
         _reportProgress = reportProgress;
-        Transaction = transaction;
     }
-
-    /// <summary>
-    /// For a command registered as transactional: the engine's transaction. Writes made in it commit in the same
-    /// transaction that marks the operation <c>succeeded</c>, and are rolled back if the handler fails or the
-    /// attempt lost its lease meanwhile: exactly-once effects for writes in this database. Null otherwise.
-    /// </summary>
-    public NpgsqlTransaction? Transaction { get; }
-
-    /// <summary>The connection of <see cref="Transaction"/>; null when the command is not transactional.</summary>
-    public NpgsqlConnection? Connection => Transaction?.Connection;
 
     /// <summary>The operation's id.</summary>
     public Guid OperationId { get; }
@@ -55,4 +44,28 @@ public sealed class OperationContext
 
         return _reportProgress(percent, message, cancellationToken);
     }
+}
+
+/// <summary>
+/// The context of a transactional command's attempt (see <see cref="ITransactionalOperationHandler{TRequest, TResult}"/>):
+/// an <see cref="OperationContext"/> with the engine's transaction.
+/// </summary>
+public sealed class TransactionalOperationContext : OperationContext
+{
+    internal TransactionalOperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
+        Func<int, string?, CancellationToken, Task> reportProgress, NpgsqlTransaction transaction)
+        : base(operationId, kind, attempt, maxAttempts, reportProgress)
+    {
+        Transaction = transaction;
+    }
+
+    /// <summary>
+    /// The engine's transaction. Writes made in it commit in the same transaction that marks the operation
+    /// <c>succeeded</c>, and are rolled back if the handler fails or the attempt lost its lease meanwhile: exactly-once
+    /// effects for writes in this database.
+    /// </summary>
+    public NpgsqlTransaction Transaction { get; }
+
+    /// <summary>The connection of <see cref="Transaction"/>.</summary>
+    public NpgsqlConnection Connection => Transaction.Connection!;
 }

@@ -11,9 +11,8 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Npgsql;
-using PollingApi.Operations.Processing;
-using PollingApi.Operations.Storage;
+using PollingApi.Operations.Lifecycle;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Http;
 
@@ -29,11 +28,11 @@ internal static class CommandEndpoint
     public static void Map<TRequest>(IEndpointRouteBuilder endpoints, CommandDescriptor command)
         where TRequest : notnull
     {
-        string name = string.Concat(command.Kind.Split('.', '-', '_').Select(part =>
-            part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]));
+        string name = CommandDescriptor.PascalName(command.Kind);
 
-        endpoints.MapPost(command.Route, (HttpContext http, CancellationToken cancellationToken) =>
-                SubmitAsync<TRequest>(http, command, cancellationToken))
+        endpoints.MapPost(command.Route, (HttpContext http, OperationSubmitter submitter, RetryAfterPolicy retryAfter,
+                    IOptions<OperationsOptions> options, CancellationToken cancellationToken) =>
+                SubmitAsync<TRequest>(http, command, submitter, retryAfter, options.Value, cancellationToken))
             .WithTags("Commands")
             .WithName("Submit" + name)
             .WithSummary($"Submit a {command.Kind} command")
@@ -45,41 +44,34 @@ internal static class CommandEndpoint
                 request safe.
                 """)
             .Accepts<TRequest>("application/json")
-            .Produces<OperationResource>(StatusCodes.Status200OK)
-            .Produces<OperationResource>(StatusCodes.Status202Accepted)
-            .ProducesValidationProblem()
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .WithMetadata(RequestHeaders.IdempotencyKey)
             .WithMetadata(RequestHeaders.Prefer)
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status200OK,
+            .Responds(StatusCodes.Status200OK,
                 "The operation finished within the time asked for with Prefer: wait (or, with an Idempotency-Key, an earlier request's operation is done).",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,
-                ResponseHeaders.IdempotentReplayed))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status202Accepted,
+                ResponseHeaders.IdempotentReplayed)
+            .Responds(StatusCodes.Status202Accepted,
                 "The command is stored (committed) as an operation, pending or already running on this node: poll its Location.",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag,
-                ResponseHeaders.IdempotentReplayed))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status422UnprocessableEntity,
-                "The Idempotency-Key was already used for a different request (idempotency-key-reused)."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status400BadRequest,
-                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), or the Idempotency-Key is invalid (invalid-idempotency-key)."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large)."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json."))
-            .WithMetadata(new ResponseDocumentation(StatusCodes.Status503ServiceUnavailable,
+                ResponseHeaders.IdempotentReplayed)
+            .Responds(StatusCodes.Status400BadRequest,
+                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), or the Idempotency-Key is invalid (invalid-idempotency-key).")
+            .RespondsWithProblem(StatusCodes.Status422UnprocessableEntity,
+                "The Idempotency-Key was already used for a different request (idempotency-key-reused).")
+            .RespondsWithProblem(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large).")
+            .RespondsWithProblem(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.")
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable,
                 "The database cannot be reached. database-unavailable: nothing was stored, retry after Retry-After seconds. " +
                 "commit-outcome-unknown: the connection failed after the write was sent, so the operation in operationId may have " +
                 "been stored; GET its Location once the service answers again: 404 means it was not stored, anything else is the operation.",
-                ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation));
+                ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation);
     }
 
-    private static async Task<IResult> SubmitAsync<TRequest>(HttpContext http, CommandDescriptor command, CancellationToken cancellationToken)
+    private static async Task<Results<OperationResult, ValidationProblem, ProblemHttpResult>> SubmitAsync<TRequest>(HttpContext http,
+        CommandDescriptor command, OperationSubmitter submitter, RetryAfterPolicy retryAfter, OperationsOptions options,
+        CancellationToken cancellationToken)
         where TRequest : notnull
     {
-        var services = http.RequestServices;
-        var options = services.GetRequiredService<IOptions<OperationsOptions>>().Value;
 
         string? idempotencyKey = null;
         if (http.Request.Headers.TryGetValue(IdempotencyKeyHeader, out var keyValues))
@@ -116,162 +108,45 @@ internal static class CommandEndpoint
             return Problems.MalformedJson("The body must be a JSON object.");
         }
 
-        if (services.GetService<IValidator<TRequest>>() is { } validator)
+        // A command need not have a validator, so it is looked up rather than injected.
+        if (http.RequestServices.GetService<IValidator<TRequest>>() is { } validator)
         {
             var validation = await validator.ValidateAsync(request, cancellationToken).ConfigureAwait(false);
             if (!validation.IsValid)
             {
-                var errors = validation.Errors
-                    .GroupBy(e => JsonNamingPolicy.CamelCase.ConvertName(e.PropertyName), StringComparer.Ordinal)
-                    .ToDictionary(g => g.Key, g => g.Select(e => e.ErrorMessage).ToArray(), StringComparer.Ordinal);
-                return Problems.Validation(errors);
+                return Problems.Validation(ValidationErrors.ByJsonName(validation.Errors));
             }
         }
 
-        var timeProvider = services.GetRequiredService<TimeProvider>();
-        var store = services.GetRequiredService<OperationStore>();
-        var waiters = services.GetRequiredService<OperationWaiters>();
-        var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
         string payload = JsonSerializer.Serialize(request, OperationJson.Options);
-        byte[]? requestHash = idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload);
-
-        // Whole microseconds, as PostgreSQL keeps them: the answer shows the times a later read of the row shows.
-        var now = timeProvider.GetUtcNow();
-        now = now.AddTicks(-(now.Ticks % 10));
-        var operation = new NewOperation(Guid.CreateVersion7(now), OperationOwner.Default, command.Kind, payload,
-            command.MaxAttempts ?? options.DefaultMaxAttempts, Activity.Current?.Id, idempotencyKey, requestHash);
-
-        var resolver = services.GetRequiredService<CommitOutcomeResolver>();
-
-        // An insert with a key settles an unknown commit outcome by running again: the key's unique index makes it store
-        // nothing when the first one was committed (waiting for it if it is still committing), and the key then leads to
-        // this very operation. Null still means "the key belongs to another operation".
-        Task<OperationRow?> InsertWithKeyAsync() => resolver.RunAsync("a submit with an idempotency key",
-            ct => store.InsertAsync(operation, now.UtcDateTime, ct),
-            async ct =>
-            {
-                var written = await store.InsertAsync(operation, now.UtcDateTime, ct).ConfigureAwait(false);
-                var stored = written is null ? await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, ct).ConfigureAwait(false) : null;
-                bool ours = stored?.Id == operation.Id;
-                resolver.ReportSettled("a submit with an idempotency key", ours ? 1 : 0, written is null ? 0 : 1);
-                return written ?? (ours ? stored : null);
-            }, cancellationToken);
-
-        // Registered before the insert, so a completion that races the answer is not missed.
-        var waiter = wait > TimeSpan.Zero ? waiters.Register(operation.Id) : null;
-        try
+        var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
+        var submission = new Submission(command, payload, idempotencyKey,
+            idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload), wait, Activity.Current?.Id);
+        var submitted = await submitter.SubmitAsync(submission, cancellationToken).ConfigureAwait(false);
+        switch (submitted.Status)
         {
-            var row = idempotencyKey is null
-                ? await InsertAsync(services, operation, now.UtcDateTime, options.LeaseDuration, cancellationToken).ConfigureAwait(false)
-                : await InsertWithKeyAsync().ConfigureAwait(false);
-            bool replayed = false;
-            if (row is null)
-            {
-                // The key is taken: the unique index let exactly one insert through. Answer with that operation.
-                var existing = await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, cancellationToken).ConfigureAwait(false);
-                if (existing is null)
-                {
-                    // Deleted or purged between the two statements: the key is free again.
-                    row = await InsertWithKeyAsync().ConfigureAwait(false);
-                    existing = row ?? await store.FindByIdempotencyKeyAsync(OperationOwner.Default, idempotencyKey!, cancellationToken).ConfigureAwait(false);
-                }
-
-                if (row is null)
-                {
-                    if (existing is null || existing.RequestHash is null || !existing.RequestHash.AsSpan().SequenceEqual(requestHash))
-                    {
-                        return Problems.IdempotencyKeyReused(existing?.Id ?? Guid.Empty);
-                    }
-
-                    row = existing;
-                    replayed = true;
-                    http.Response.Headers[OperationResponses.IdempotentReplayedHeader] = "true";
-                    if (waiter is not null)
-                    {
-                        waiter.Dispose();
-                        waiter = waiters.Register(row.Id);
-                    }
-                }
-            }
-
-            if (!replayed && row.Status == OperationStatus.Pending)
-            {
-                services.GetRequiredService<OperationPump>().NotePending();
-                services.GetRequiredService<OperationNotifier>().Pending();
-            }
-
-            if (waiter is not null && !OperationStatus.IsTerminal(row.Status))
-            {
-                try
-                {
-                    row = await OperationsApi.WaitUntilDoneAsync(row.Id, row, waiter, wait, store, waiters, timeProvider, cancellationToken)
-                              .ConfigureAwait(false) ?? row;
-                }
-                catch (NpgsqlException)
-                {
-                    // The operation is stored: a database failure while waiting for it ends the wait, not the promise.
-                    // The answer is the state last read, a 202 the caller polls as usual.
-                }
-            }
-
-            if (waiter is not null && OperationStatus.IsTerminal(row.Status))
-            {
-                http.Response.Headers[OperationResponses.PreferenceAppliedHeader] =
-                    $"wait={((int)wait.TotalSeconds).ToString(CultureInfo.InvariantCulture)}";
-            }
-
-            return OperationResponses.Respond(http, row, services.GetRequiredService<RetryAfterPolicy>(), withLocation: true);
-        }
-        catch (CommitOutcomeUnknownException)
-        {
-            return OperationResponses.CommitOutcomeUnknown(http, operation.Id, services.GetRequiredService<RetryAfterPolicy>(),
-                $"Operation {operation.Id} may have been stored: the connection to the database failed after the write was sent, " +
-                "and whether it was committed could not be confirmed in time. GET its Location once the service answers again: " +
-                "404 means it was not stored (submit it again); any other answer is the operation. An Idempotency-Key makes such retries safe.");
-        }
-        finally
-        {
-            waiter?.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Stores an operation without an idempotency key through the group-committed insert. When this node's worker
-    /// has a slot to spare, the row is stored already claimed by this node and the worker runs it at once, with no
-    /// claim statement and no wake-up in between.
-    /// </summary>
-    private static async Task<OperationRow> InsertAsync(IServiceProvider services, NewOperation operation, DateTime createdAt,
-        TimeSpan leaseDuration, CancellationToken cancellationToken)
-    {
-        var pump = services.GetRequiredService<OperationPump>();
-        bool claim = pump.TryPromiseSlot();
-        var insert = new OperationInsert(operation, createdAt, claim ? services.GetRequiredService<NodeIdentity>().Id : null);
-        bool committed = false;
-        try
-        {
-            await services.GetRequiredService<OperationBatchWriter>().InsertAsync(insert, cancellationToken).ConfigureAwait(false);
-            committed = true;
-        }
-        catch (CommitOutcomeUnknownException) when (claim)
-        {
-            claim = false;
-            pump.BreakPromiseOfUnknownInsert(operation.Id);
-            throw;
-        }
-        finally
-        {
-            if (claim && !committed)
-            {
-                pump.BreakPromise();
-            }
+            case SubmitStatus.KeyReused:
+                return Problems.IdempotencyKeyReused(submitted.OperationId);
+            case SubmitStatus.OutcomeUnknown:
+                return OperationResponses.CommitOutcomeUnknown(http, submitted.OperationId, retryAfter,
+                    $"Operation {submitted.OperationId} may have been stored: the connection to the database failed after the write was sent, " +
+                    "and whether it was committed could not be confirmed in time. GET its Location once the service answers again: " +
+                    "404 means it was not stored (submit it again); any other answer is the operation. An Idempotency-Key makes such retries safe.");
         }
 
-        if (claim)
+        var row = submitted.Row!;
+        if (submitted.Replayed)
         {
-            pump.RunPromised(insert.ToClaimed());
+            http.Response.Headers[OperationResponses.IdempotentReplayedHeader] = "true";
         }
 
-        return insert.ToRow(leaseDuration);
+        if (submitted.Waited && OperationStatus.IsTerminal(row.Status))
+        {
+            http.Response.Headers[OperationResponses.PreferenceAppliedHeader] =
+                $"wait={((int)wait.TotalSeconds).ToString(CultureInfo.InvariantCulture)}";
+        }
+
+        return new OperationResult(row, withLocation: true);
     }
 
     /// <summary>1 to 255 printable ASCII characters.</summary>

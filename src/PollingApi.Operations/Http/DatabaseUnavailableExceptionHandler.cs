@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Logging;
-using Npgsql;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
@@ -21,7 +20,7 @@ internal sealed partial class DatabaseUnavailableExceptionHandler(
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
-        if (!IsDatabaseUnavailable(exception) || httpContext.Response.HasStarted)
+        if (!DatabaseFailure.IsUnavailable(exception) || httpContext.Response.HasStarted)
         {
             return false;
         }
@@ -62,15 +61,6 @@ internal sealed partial class DatabaseUnavailableExceptionHandler(
         _ => FindCommitOutcomeUnknown(exception.InnerException),
     };
 
-    internal static bool IsDatabaseUnavailable(Exception exception) => exception switch
-    {
-        // Connection-level SQL states: 08 connection exception, 57P01-57P03 server shutting down or starting, 53300 too many connections.
-        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal)
-                                || pg.SqlState is "57P01" or "57P02" or "57P03" or "53300",
-        NpgsqlException => true,
-        TimeoutException => true,
-        _ => exception.InnerException is { } inner && IsDatabaseUnavailable(inner),
-    };
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Database unavailable while serving {Path}")]
     private partial void LogUnavailable(Exception exception, string path);

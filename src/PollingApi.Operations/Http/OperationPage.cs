@@ -1,12 +1,13 @@
 using System.ComponentModel;
 using System.Globalization;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Http;
 
 /// <summary>A page of operations, newest first.</summary>
 [Description("A page of operations, newest first.")]
-public sealed record OperationPage(
+internal sealed record OperationPage(
     [property: Description("The operations on this page.")] IReadOnlyList<OperationResource> Items,
     [property: Description("Pass as cursor to get the next page; null on the last page.")] string? NextCursor);
 
@@ -16,16 +17,14 @@ internal static class OperationPageRequest
     public const int DefaultLimit = 20;
     public const int MaxLimit = 100;
 
-    private static readonly string[] Statuses =
-        [OperationStatus.Pending, OperationStatus.Running, OperationStatus.Succeeded, OperationStatus.Failed, OperationStatus.Cancelled];
 
     public static bool TryParse(string? status, string? kind, string? createdAfter, string? createdBefore, string? limit, string? cursor,
         out OperationQuery query, out Dictionary<string, string[]> errors)
     {
         errors = [];
-        if (status is not null && !Statuses.Contains(status, StringComparer.Ordinal))
+        if (status is not null && !OperationStatus.All.Contains(status, StringComparer.Ordinal))
         {
-            errors["status"] = [$"'status' must be one of {string.Join(", ", Statuses)}."];
+            errors["status"] = [$"'status' must be one of {string.Join(", ", OperationStatus.All)}."];
         }
 
         if (kind is { Length: 0 or > 200 })

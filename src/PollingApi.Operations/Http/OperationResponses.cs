@@ -1,8 +1,10 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Net.Http.Headers;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Http;
 
@@ -53,7 +55,7 @@ internal static class OperationResponses
     /// The answer names the operation (<c>operationId</c>, <c>Location</c>, <c>Operation-Location</c>) so the caller can
     /// look: its status monitor tells what the database holds once it can be reached.
     /// </summary>
-    public static IResult CommitOutcomeUnknown(HttpContext http, Guid id, RetryAfterPolicy retryAfter, string detail)
+    public static ProblemHttpResult CommitOutcomeUnknown(HttpContext http, Guid id, RetryAfterPolicy retryAfter, string detail)
     {
         var headers = http.Response.Headers;
         string self = OperationLinkBuilder.Self(http.Request, id);

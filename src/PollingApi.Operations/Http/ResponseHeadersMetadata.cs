@@ -29,10 +29,10 @@ public static class ResponseHeaders
 }
 
 /// <summary>Endpoint metadata naming a request header the endpoint reads, for the OpenAPI document.</summary>
-public sealed record RequestHeaderDocumentation(string Name, string Description, int? MaxLength = null);
+internal sealed record RequestHeaderDocumentation(string Name, string Description, int? MaxLength = null);
 
 /// <summary>The request headers the operations API reads.</summary>
-public static class RequestHeaders
+internal static class RequestHeaders
 {
     public static readonly RequestHeaderDocumentation IdempotencyKey = new("Idempotency-Key",
         "Makes the submit safe to retry: the same key with the same request returns the same operation (Idempotent-Replayed: true); " +

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
-using PollingApi.Operations.Processing;
+using PollingApi.Operations.Lifecycle;
+using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
@@ -10,7 +11,7 @@ namespace PollingApi.Operations.Http;
 /// falls due. Always within [<see cref="OperationsOptions.RetryAfterMin"/>, <see cref="OperationsOptions.RetryAfterMax"/>],
 /// so never 0 and never absurd.
 /// </summary>
-public sealed class RetryAfterPolicy(IOptions<OperationsOptions> options, OperationStatistics statistics, TimeProvider timeProvider)
+internal sealed class RetryAfterPolicy(IOptions<OperationsOptions> options, OperationStatistics statistics, TimeProvider timeProvider)
 {
     public int SecondsFor(OperationRow row)
     {

@@ -6,7 +6,7 @@ namespace PollingApi.Operations.Storage;
 /// A PostgreSQL session advisory lock that makes a maintenance job run on one node of the cluster at a time.
 /// The lock lives as long as its connection: disposing releases it, and so does a crash of the node.
 /// </summary>
-public sealed class ClusterLock : IAsyncDisposable
+internal sealed class ClusterLock : IAsyncDisposable
 {
     private readonly NpgsqlConnection _connection;
     private readonly long _key;

@@ -13,7 +13,7 @@ namespace PollingApi.Operations.Storage;
 /// checks) treats it as before; code that answers callers catches it first and resolves the outcome
 /// (<see cref="CommitOutcomeResolver"/>).
 /// </remarks>
-public sealed class CommitOutcomeUnknownException : NpgsqlException
+internal sealed class CommitOutcomeUnknownException : NpgsqlException
 {
     public CommitOutcomeUnknownException(string message, Exception innerException)
         : base(message, innerException)

@@ -17,7 +17,7 @@ namespace PollingApi.Operations.Storage;
 /// statements also wait for any row lock such a transaction holds (a re-insert on the primary key, an update or a
 /// locking read on the row), for the case where the process could not be named.
 /// </remarks>
-public sealed partial class CommitOutcomeResolver(
+internal sealed partial class CommitOutcomeResolver(
     NpgsqlDataSource dataSource,
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider,

@@ -14,7 +14,7 @@ internal sealed class DatabaseHealthCheck(NpgsqlDataSource dataSource) : IHealth
             await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             return HealthCheckResult.Healthy();
         }
-        catch (Exception ex) when (Http.DatabaseUnavailableExceptionHandler.IsDatabaseUnavailable(ex))
+        catch (Exception ex) when (DatabaseFailure.IsUnavailable(ex))
         {
             return HealthCheckResult.Unhealthy("The operations database cannot be reached.");
         }

@@ -8,7 +8,7 @@ namespace PollingApi.Operations.Storage;
 /// Applies the embedded SQL migrations with DbUp. Nodes that start together serialise on a PostgreSQL
 /// advisory lock, so exactly one applies each script and the others find the journal up to date.
 /// </summary>
-public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, OperationsDatabase database, IEnumerable<MigrationSource> sources,
+internal sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, OperationsDatabase database, IEnumerable<MigrationSource> sources,
     ILogger<DatabaseMigrator> logger)
 {
     // An arbitrary constant shared by every node: "PollingApi" migrations.
@@ -65,7 +65,7 @@ public sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, Operat
 }
 
 /// <summary>An assembly whose embedded <c>Migrations/*.sql</c> scripts are applied with the engine's.</summary>
-public sealed record MigrationSource(System.Reflection.Assembly Assembly);
+internal sealed record MigrationSource(System.Reflection.Assembly Assembly);
 
 /// <summary>The connection string of the operations database (the data source hides its password).</summary>
-public sealed record OperationsDatabase(string ConnectionString);
+internal sealed record OperationsDatabase(string ConnectionString);

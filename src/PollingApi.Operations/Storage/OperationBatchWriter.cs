@@ -13,7 +13,7 @@ namespace PollingApi.Operations.Storage;
 /// read back, so every caller gets the answer the database holds. When it cannot be settled in time, every caller of
 /// the batch gets <see cref="CommitOutcomeUnknownException"/>.
 /// </remarks>
-public sealed class OperationBatchWriter : IAsyncDisposable
+internal sealed class OperationBatchWriter : IAsyncDisposable
 {
     // Up to four batches in flight, so concurrent batches share PostgreSQL's WAL flushes instead of queueing behind
     // each other; 256 rows keep a statement to a few milliseconds.
@@ -21,15 +21,17 @@ public sealed class OperationBatchWriter : IAsyncDisposable
     private const int MaxBatch = 256;
 
     private readonly OperationStore _store;
+    private readonly AttemptStore _attempts;
     private readonly CommitOutcomeResolver _resolver;
     private readonly TimeSpan _leaseDuration;
     private readonly GroupCommit<OperationInsert, bool> _inserts;
     private readonly GroupCommit<OperationCompletion, OperationRow?> _completions;
 
-    public OperationBatchWriter(OperationStore store, CommitOutcomeResolver resolver, IOptions<OperationsOptions> options)
+    public OperationBatchWriter(OperationStore store, AttemptStore attempts, CommitOutcomeResolver resolver, IOptions<OperationsOptions> options)
     {
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
+        _attempts = attempts;
         _resolver = resolver;
         _leaseDuration = options.Value.LeaseDuration;
         _inserts = new GroupCommit<OperationInsert, bool>(InsertBatchAsync, Writers, MaxBatch);
@@ -78,7 +80,7 @@ public sealed class OperationBatchWriter : IAsyncDisposable
         IReadOnlyList<OperationRow> stored;
         try
         {
-            stored = await _store.CompleteManyAsync(batch, CancellationToken.None).ConfigureAwait(false);
+            stored = await _attempts.CompleteManyAsync(batch, CancellationToken.None).ConfigureAwait(false);
         }
         catch (CommitOutcomeUnknownException unknown)
         {
@@ -86,9 +88,9 @@ public sealed class OperationBatchWriter : IAsyncDisposable
             stored = await _resolver.SettleAsync<IReadOnlyList<OperationRow>>(what, async ct =>
             {
                 // Written again where the first write did not commit (the fence still holds), read back where it did.
-                var written = await _store.CompleteManyAsync(batch, ct).ConfigureAwait(false);
+                var written = await _attempts.CompleteManyAsync(batch, ct).ConfigureAwait(false);
                 var rest = batch.Where(c => !written.Any(row => row.Id == c.Id && row.Attempts == c.Attempt)).ToList();
-                var earlier = rest.Count == 0 ? [] : await _store.FindSucceededAsync(rest, ct).ConfigureAwait(false);
+                var earlier = rest.Count == 0 ? [] : await _attempts.FindSucceededAsync(rest, ct).ConfigureAwait(false);
                 _resolver.ReportSettled(what, earlier.Count, written.Count);
                 return [.. written, .. earlier];
             }, unknown, CancellationToken.None).ConfigureAwait(false);

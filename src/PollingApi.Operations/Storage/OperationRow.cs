@@ -1,7 +1,49 @@
+using Dapper;
+using PollingApi.Operations.Model;
+
 namespace PollingApi.Operations.Storage;
 
+/// <summary>
+/// Lets Dapper map the tables' snake_case columns onto the engine's row types. Registered for these types only (not
+/// with Dapper's process-wide <c>MatchNamesWithUnderscores</c>), so a host's own Dapper queries map as they did.
+/// </summary>
+internal static class RowMapping
+{
+    private static readonly Lazy<bool> Registered = new(() =>
+    {
+        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics) })
+        {
+            SqlMapper.SetTypeMap(type, new CustomPropertyTypeMap(type, (t, column) => t.GetProperty(
+                column.Replace("_", "", StringComparison.Ordinal),
+                System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase)!));
+        }
+
+        return true;
+    });
+
+    public static void EnsureRegistered() => _ = Registered.Value;
+}
+
+/// <summary>The column lists the statements read operations with.</summary>
+internal static class OperationColumns
+{
+    /// <summary>Every column, as <see cref="OperationRow"/> maps them.</summary>
+    public const string All = """
+        id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
+        idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
+        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version
+        """;
+
+    /// <summary>What an answer shows: everything but the submitted payload and the idempotency key's request hash.</summary>
+    public const string View = """
+        id, owner, kind, status, result::text AS result, error::text AS error, attempts, max_attempts, next_attempt_at,
+        locked_by, locked_until, cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at,
+        started_at, version
+        """;
+}
+
 /// <summary>One row of the <c>operations</c> table, as the store reads it.</summary>
-public sealed record OperationRow
+internal sealed record OperationRow
 {
     public Guid Id { get; init; }
     public string Owner { get; init; } = "";
@@ -28,21 +70,21 @@ public sealed record OperationRow
 }
 
 /// <summary>An operation lease rescue returned to pending or ended.</summary>
-public sealed class RescuedOperation
+internal sealed class RescuedOperation
 {
     public Guid Id { get; init; }
     public string Status { get; init; } = "";
 }
 
 /// <summary>A lease the worker still holds after renewing it.</summary>
-public sealed class RenewedLease
+internal sealed class RenewedLease
 {
     public Guid Id { get; init; }
     public bool CancelRequested { get; init; }
 }
 
 /// <summary>What the store knows about one kind, for <c>Retry-After</c>.</summary>
-public sealed class KindStatistics
+internal sealed class KindStatistics
 {
     public string Kind { get; init; } = "";
     public long Pending { get; init; }
@@ -50,10 +92,10 @@ public sealed class KindStatistics
 }
 
 /// <summary>Filters and keyset position of a page of operations.</summary>
-public sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit);
+internal sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit);
 
 /// <summary>An operation a worker has just claimed: what it needs to run one attempt.</summary>
-public sealed class ClaimedOperation
+internal sealed class ClaimedOperation
 {
     public Guid Id { get; init; }
     public string Kind { get; init; } = "";
@@ -64,7 +106,7 @@ public sealed class ClaimedOperation
 }
 
 /// <summary>A new operation to store.</summary>
-public sealed record NewOperation(
+internal sealed record NewOperation(
     Guid Id,
     string Owner,
     string Kind,
@@ -75,7 +117,7 @@ public sealed record NewOperation(
     byte[]? RequestHash = null);
 
 /// <summary>A new operation for <see cref="OperationStore.InsertManyAsync"/>: pending, or claimed at once by <see cref="ClaimedBy"/>.</summary>
-public sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt, string? ClaimedBy)
+internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt, string? ClaimedBy)
 {
     /// <summary>The row as <see cref="OperationStore.InsertManyAsync"/> stores it.</summary>
     public OperationRow ToRow(TimeSpan leaseDuration) => new()
@@ -110,7 +152,7 @@ public sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt,
 }
 
 /// <summary>What an operation's last transition left: enough to tell whether an outcome write was committed.</summary>
-public sealed record OperationOutcome(string Status, int Attempts, string? LockedBy, string? ErrorType);
+internal sealed record OperationOutcome(string Status, int Attempts, string? LockedBy, string? ErrorType);
 
-/// <summary>A successful attempt's result for <see cref="OperationStore.CompleteManyAsync"/>.</summary>
-public sealed record OperationCompletion(Guid Id, string NodeId, int Attempt, string ResultJson, DateTime CompletedAt);
+/// <summary>A successful attempt's result for <see cref="AttemptStore.CompleteManyAsync"/>.</summary>
+internal sealed record OperationCompletion(Guid Id, string NodeId, int Attempt, string ResultJson, DateTime CompletedAt);

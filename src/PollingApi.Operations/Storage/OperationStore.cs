@@ -4,41 +4,26 @@ using Npgsql;
 namespace PollingApi.Operations.Storage;
 
 /// <summary>
-/// Every statement that reads or writes the <c>operations</c> table. Each status change is one
-/// conditional UPDATE: it only succeeds from the expected state, and changes of a running operation
-/// are fenced by the claiming node and attempt, so a worker that lost its lease cannot overwrite
-/// the outcome of the node that took the operation over.
+/// The statements behind the API on the <c>operations</c> table: store submits, read and list operations, cancel,
+/// retry and delete them, purge old ones. Each status change is one conditional statement that only succeeds from the
+/// expected state. (A worker's statements are in <see cref="AttemptStore"/>.)
 /// </summary>
-/// <remarks>
-/// The fence of a running operation is <c>locked_by = node AND attempts = attempt</c>, without <c>status = 'running'</c>:
-/// the table's <c>operations_lease_check</c> constraint sets <c>locked_by</c> on running rows only, so the owner
-/// condition implies the status. Naming the status would let the planner read the partial lease index, which every
-/// claim and completion churns with dead entries until vacuum, instead of looking the row up by primary key: with a
-/// busy table that made each completion scan thousands of dead index entries.
-/// </remarks>
-public sealed class OperationStore(NpgsqlDataSource dataSource)
+internal sealed class OperationStore(NpgsqlDataSource dataSource)
 {
-    private const string Columns = """
-        id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
-        idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
-        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version
-        """;
+    /// <summary>The channel the retry and delete statements notify (see <see cref="ForgetNotification"/>).</summary>
+    public const string ForgetChannel = "pollingapi_operation_forget";
 
-    // What an answer shows: everything but the submitted payload and the idempotency key's request hash.
-    private const string ViewColumns = """
-        id, owner, kind, status, result::text AS result, error::text AS error, attempts, max_attempts, next_attempt_at,
-        locked_by, locked_until, cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at,
-        started_at, version
-        """;
+    private const string Columns = OperationColumns.All;
+    private const string ViewColumns = OperationColumns.View;
+
+    static OperationStore() => RowMapping.EnsureRegistered();
 
     // A finished operation changes only by a retry or a delete; the nodes' caches of finished operations learn of it
     // from this notification. Sent by the statement that makes the change, it is delivered exactly when the change
     // commits: it cannot be lost to a crash or a failed send after the commit (only to a listener that is away, and a
     // listener that reconnects starts with an empty cache). Retries and deletes are rare, so holding NOTIFY's commit
     // lock here costs nothing.
-    private const string ForgetNotification = $"pg_notify('{Processing.OperationNotifier.ForgetChannel}', id::text) AS forget_notification";
-
-    static OperationStore() => DefaultTypeMap.MatchNamesWithUnderscores = true;
+    private const string ForgetNotification = $"pg_notify('{ForgetChannel}', id::text) AS forget_notification";
 
     /// <summary>
     /// Stores a new pending operation. With an idempotency key, a second insert for the same owner and key stores
@@ -311,312 +296,10 @@ public sealed class OperationStore(NpgsqlDataSource dataSource)
             new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// Claims up to <paramref name="limit"/> due pending operations for <paramref name="nodeId"/> in one
-    /// statement. Rows another claimer holds are skipped, not waited for.
-    /// </summary>
-    /// <remarks>
-    /// The locking subquery is a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
-    /// a nested-loop semi join can run the subquery once per outer row and claim far more than <c>n</c> rows.
-    /// The outer WHERE names only the id: the CTE's row locks already guarantee the rows are pending (a locked row's
-    /// condition is rechecked when the lock is taken), and a status condition there lets the planner scan the whole
-    /// partial index of pending rows instead of looking each id up by primary key.
-    /// </remarks>
-    public async Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
-        CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            WITH claimable AS MATERIALIZED (
-                SELECT id FROM operations
-                WHERE status = 'pending' AND next_attempt_at <= @now
-                ORDER BY next_attempt_at
-                LIMIT @limit
-                FOR UPDATE SKIP LOCKED)
-            UPDATE operations AS o
-            SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
-                started_at = @now, updated_at = @now, version = o.version + 1
-            FROM claimable
-            WHERE o.id = claimable.id
-            RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var claimed = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
-            new { nodeId, limit, now, leaseUntil }, cancellationToken: cancellationToken))).ConfigureAwait(false);
-        return claimed.AsList();
-    }
-
-    /// <summary>
-    /// Settles a <see cref="ClaimAsync"/> whose commit outcome is unknown: the operations that claim took, found by the
-    /// node and the lease expiry it wrote (each claim writes its own). Empty when it was not committed.
-    /// </summary>
-    public async Task<IReadOnlyList<ClaimedOperation>> FindClaimedAsync(string nodeId, DateTime leaseUntil, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            SELECT id, kind, payload::text AS payload, attempts, max_attempts, trace_parent FROM operations
-            WHERE locked_by = @nodeId AND locked_until = @leaseUntil
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var claimed = await connection.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
-            new { nodeId, leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
-        return claimed.AsList();
-    }
-
-    /// <summary>
-    /// Stores the result of a transactional handler's successful attempt in the handler's <paramref name="transaction"/>
-    /// (the caller commits, or rolls back when false). False when the lease was lost meanwhile. Other handlers'
-    /// successes go through <see cref="CompleteManyAsync"/>.
-    /// </summary>
-    public static async Task<bool> CompleteInTransactionAsync(Guid id, string nodeId, int attempt, string resultJson, DateTime now,
-        NpgsqlTransaction transaction, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(transaction);
-        const string Sql = """
-            UPDATE operations
-            SET status = 'succeeded', result = CAST(@resultJson AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
-            """;
-        return await transaction.Connection!.ExecuteAsync(new CommandDefinition(Sql, new { id, nodeId, attempt, resultJson, now },
-            transaction, cancellationToken: cancellationToken)).ConfigureAwait(false) == 1;
-    }
-
-    /// <summary>
-    /// Stores the results of successful attempts in one statement and one commit, each fenced like
-    /// <see cref="CompleteInTransactionAsync"/>. Returns the rows whose result was stored; the others had lost their lease.
-    /// </summary>
-    public async Task<IReadOnlyList<OperationRow>> CompleteManyAsync(IReadOnlyList<OperationCompletion> completions, CancellationToken cancellationToken)
-    {
-        // Returns the stored rows as answers show them, so that requests waiting on this node need not read them again.
-        const string Sql = """
-            UPDATE operations AS o
-            SET status = 'succeeded', result = CAST(u.result AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = u.completed_at, updated_at = u.completed_at, version = o.version + 1
-            FROM unnest(@ids, @nodeIds, @attempts, @results, @completedAt) AS u(id, node_id, attempt, result, completed_at)
-            WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
-            RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
-                      o.next_attempt_at, o.locked_by, o.locked_until, o.cancel_requested, o.progress::text AS progress,
-                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version
-            """;
-        int count = completions.Count;
-        var ids = new Guid[count];
-        var nodeIds = new string[count];
-        var attempts = new int[count];
-        var results = new string[count];
-        var completedAt = new DateTime[count];
-        for (int i = 0; i < count; i++)
-        {
-            var completion = completions[i];
-            ids[i] = completion.Id;
-            nodeIds[i] = completion.NodeId;
-            attempts[i] = completion.Attempt;
-            results[i] = completion.ResultJson;
-            completedAt[i] = completion.CompletedAt;
-        }
-
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var stored = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<OperationRow>(new CommandDefinition(Sql,
-            new { ids, nodeIds, attempts, results, completedAt }, cancellationToken: cancellationToken))).ConfigureAwait(false);
-        return stored.AsList();
-    }
-
-    /// <summary>
-    /// Of the given successful attempts, those whose result is stored: the operation succeeded on that attempt with that
-    /// result. Settles a completion whose commit outcome is unknown. Each row is read under a share lock, so a completion
-    /// still committing on a broken connection is waited for, not read from before it.
-    /// </summary>
-    public async Task<IReadOnlyList<OperationRow>> FindSucceededAsync(IReadOnlyList<OperationCompletion> completions,
-        CancellationToken cancellationToken)
-    {
-        const string Sql = $"""
-            WITH locked AS MATERIALIZED (
-                SELECT {ViewColumns}, result AS result_value FROM operations WHERE id = ANY(@ids) FOR SHARE)
-            SELECT locked.id, locked.owner, locked.kind, locked.status, locked.result, locked.error, locked.attempts,
-                   locked.max_attempts, locked.next_attempt_at, locked.locked_by, locked.locked_until, locked.cancel_requested,
-                   locked.progress, locked.trace_parent, locked.created_at, locked.updated_at, locked.completed_at,
-                   locked.started_at, locked.version
-            FROM locked JOIN unnest(@ids, @attempts, @results) AS u(id, attempt, result) ON u.id = locked.id
-            WHERE locked.status = 'succeeded' AND locked.attempts = u.attempt AND locked.result_value = CAST(u.result AS jsonb)
-            """;
-        var ids = completions.Select(c => c.Id).ToArray();
-        var attempts = completions.Select(c => c.Attempt).ToArray();
-        var results = completions.Select(c => c.ResultJson).ToArray();
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql, new { ids, attempts, results },
-            cancellationToken: cancellationToken)).ConfigureAwait(false);
-        return rows.AsList();
-    }
-
-    /// <summary>
-    /// What an operation's last transition left, read under a share lock (see <see cref="FindSucceededAsync"/>): settles
-    /// an outcome write whose commit outcome is unknown. Null when the operation is not there.
-    /// </summary>
-    public async Task<OperationOutcome?> ReadOutcomeAsync(Guid id, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            SELECT status, attempts, locked_by AS lockedby, error ->> 'type' AS errortype FROM operations WHERE id = @id FOR SHARE
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.QuerySingleOrDefaultAsync<OperationOutcome>(new CommandDefinition(Sql, new { id },
-            cancellationToken: cancellationToken)).ConfigureAwait(false);
-    }
-
-    /// <summary>Ends the operation <c>failed</c> with a problem object. False when the lease was lost meanwhile.</summary>
-    public async Task<bool> FailAsync(Guid id, string nodeId, int attempt, string errorJson, DateTime now,
-        CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET status = 'failed', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
-            """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Returns the operation to <c>pending</c> until <paramref name="nextAttemptAt"/>, or ends it <c>cancelled</c> if
-    /// cancellation was requested meanwhile. False when the lease was lost meanwhile.
-    /// </summary>
-    public async Task<bool> ScheduleRetryAsync(Guid id, string nodeId, int attempt, DateTime nextAttemptAt, DateTime now,
-        string cancelledErrorJson, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
-                error = CASE WHEN cancel_requested THEN CAST(@cancelledErrorJson AS jsonb) END,
-                completed_at = CASE WHEN cancel_requested THEN @now END,
-                next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
-                updated_at = @now, version = version + 1
-            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
-            """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson }, cancellationToken)
-            .ConfigureAwait(false);
-    }
-
-    /// <summary>Ends a running operation <c>cancelled</c> after its handler stopped on request. False when the lease was lost meanwhile.</summary>
-    public async Task<bool> MarkCancelledAsync(Guid id, string nodeId, int attempt, string errorJson, DateTime now,
-        CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET status = 'cancelled', error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = @now, updated_at = @now, version = version + 1
-            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
-            """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, errorJson, now }, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Publishes a running attempt's progress. False when the lease was lost meanwhile.</summary>
-    public async Task<bool> ReportProgressAsync(Guid id, string nodeId, int attempt, string progressJson, DateTime now,
-        CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET progress = CAST(@progressJson AS jsonb), updated_at = @now, version = version + 1
-            WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
-            """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, progressJson, now }, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Extends the leases of the given running operations; returns the ids this node still holds, with whether
-    /// cancellation was requested for each.
-    /// </summary>
-    public async Task<IReadOnlyList<RenewedLease>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime leaseUntil,
-        CancellationToken cancellationToken)
-    {
-        // A lease renewal is not a change a poller can see, so it leaves version and updated_at alone.
-        const string Sql = """
-            UPDATE operations SET locked_until = @leaseUntil
-            WHERE id = ANY(@ids) AND locked_by = @nodeId
-            RETURNING id, cancel_requested
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var renewed = await connection.QueryAsync<RenewedLease>(new CommandDefinition(Sql,
-            new { nodeId, ids = ids.ToArray(), leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
-        return renewed.AsList();
-    }
-
-    /// <summary>
-    /// Returns running operations whose lease expired before <paramref name="now"/> to <c>pending</c>, or ends
-    /// them <c>failed</c> when their attempts are used up (<c>cancelled</c> when that was requested). Returns the rescued rows.
-    /// </summary>
-    public async Task<IReadOnlyList<RescuedOperation>> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson,
-        string cancelledErrorJson, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            WITH expired AS MATERIALIZED (
-                SELECT id FROM operations
-                WHERE status = 'running' AND locked_until < @now
-                ORDER BY locked_until
-                LIMIT @batchSize
-                FOR UPDATE SKIP LOCKED)
-            UPDATE operations AS o
-            SET status = CASE WHEN o.cancel_requested THEN 'cancelled'
-                              WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
-                error = CASE WHEN o.cancel_requested THEN CAST(@cancelledErrorJson AS jsonb)
-                             WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
-                completed_at = CASE WHEN o.cancel_requested OR o.attempts >= o.max_attempts THEN @now END,
-                next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1
-            FROM expired
-            WHERE o.id = expired.id
-              AND o.status = 'running' AND o.locked_until < @now
-            RETURNING o.id, o.status
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var rescued = await connection.QueryAsync<RescuedOperation>(new CommandDefinition(Sql,
-            new { now, batchSize, exhaustedErrorJson, cancelledErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
-        return rescued.AsList();
-    }
-
-    /// <summary>
-    /// Gives every operation <paramref name="nodeId"/> still holds back to <c>pending</c>, due at once. The
-    /// interrupted attempt is not counted: the operation did not fail, its worker stopped.
-    /// </summary>
-    public async Task<int> ReleaseAsync(string nodeId, DateTime now, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET status = 'pending', attempts = GREATEST(attempts - 1, 0), next_attempt_at = @now,
-                locked_by = NULL, locked_until = NULL, updated_at = @now, version = version + 1
-            WHERE status = 'running' AND locked_by = @nodeId
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, now }, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
-    }
-
-    /// <summary>A conditional change of one row that returns it: null when the condition matched nothing.</summary>
-    /// <summary>
-    /// Returns to <c>pending</c>, their attempt uncounted, operations this node stored already claimed at insert but never
-    /// started (their insert's commit outcome was unknown). Rows not there, or no longer held on that first attempt, are
-    /// left alone. Returns how many were released.
-    /// </summary>
-    public async Task<int> ReleaseUnstartedAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime now, CancellationToken cancellationToken)
-    {
-        const string Sql = """
-            UPDATE operations
-            SET status = 'pending', attempts = 0, next_attempt_at = @now, locked_by = NULL, locked_until = NULL, started_at = NULL,
-                updated_at = @now, version = version + 1
-            WHERE id = ANY(@ids) AND locked_by = @nodeId AND attempts = 1
-            """;
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, ids = ids.ToArray(), now },
-            cancellationToken: cancellationToken)).ConfigureAwait(false);
-    }
-
     private async Task<OperationRow?> WriteOptionalAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await WriteFailure.SentOnAsync(connection, c => c.QuerySingleOrDefaultAsync<OperationRow>(
             new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))).ConfigureAwait(false);
-    }
-
-    private async Task<bool> ExecuteFencedAsync(string sql, object parameters, CancellationToken cancellationToken)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        int rows = await WriteFailure.SentOnAsync(connection, c => c.ExecuteAsync(
-            new CommandDefinition(sql, parameters, cancellationToken: cancellationToken))).ConfigureAwait(false);
-        return rows == 1;
     }
 }

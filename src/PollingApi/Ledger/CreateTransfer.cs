@@ -36,11 +36,11 @@ public sealed record CreateTransferResult(Guid TransferId, Guid From, Guid To, l
 /// operation's success. Unknown accounts, a currency mismatch, the same account twice or insufficient funds end
 /// the operation failed at once.
 /// </summary>
-public sealed class CreateTransferHandler(LedgerStore ledger, TimeProvider timeProvider) : IOperationHandler<CreateTransferRequest, CreateTransferResult>
+public sealed class CreateTransferHandler(LedgerStore ledger, TimeProvider timeProvider) : ITransactionalOperationHandler<CreateTransferRequest, CreateTransferResult>
 {
-    public async Task<CreateTransferResult> HandleAsync(CreateTransferRequest request, OperationContext context, CancellationToken cancellationToken)
+    public async Task<CreateTransferResult> HandleAsync(CreateTransferRequest request, TransactionalOperationContext context, CancellationToken cancellationToken)
     {
-        var transaction = context.Transaction ?? throw new InvalidOperationException("transfers.create must be registered as transactional.");
+        var transaction = context.Transaction;
         var from = request.From!.Value;
         var to = request.To!.Value;
         if (from == to)

@@ -12,7 +12,7 @@ public static class LedgerRegistration
         return operations
             .AddMigrations(typeof(LedgerStore).Assembly)
             .AddConsistencyCheck<LedgerConsistencyCheck>()
-            .AddCommand<OpenAccountRequest, OpenAccountResult, OpenAccountHandler>("accounts.open", "/v1/accounts", transactional: true)
-            .AddCommand<CreateTransferRequest, CreateTransferResult, CreateTransferHandler>("transfers.create", "/v1/transfers", transactional: true);
+            .AddTransactionalCommand<OpenAccountRequest, OpenAccountResult, OpenAccountHandler>("accounts.open", "/v1/accounts")
+            .AddTransactionalCommand<CreateTransferRequest, CreateTransferResult, CreateTransferHandler>("transfers.create", "/v1/transfers");
     }
 }

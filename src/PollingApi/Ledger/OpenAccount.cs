@@ -24,11 +24,11 @@ public sealed class OpenAccountRequestValidator : AbstractValidator<OpenAccountR
 public sealed record OpenAccountResult(Guid AccountId, string Currency, long Balance);
 
 /// <summary>Opens the account and books its opening balance, in the engine's transaction (exactly once).</summary>
-public sealed class OpenAccountHandler(LedgerStore ledger, TimeProvider timeProvider) : IOperationHandler<OpenAccountRequest, OpenAccountResult>
+public sealed class OpenAccountHandler(LedgerStore ledger, TimeProvider timeProvider) : ITransactionalOperationHandler<OpenAccountRequest, OpenAccountResult>
 {
-    public async Task<OpenAccountResult> HandleAsync(OpenAccountRequest request, OperationContext context, CancellationToken cancellationToken)
+    public async Task<OpenAccountResult> HandleAsync(OpenAccountRequest request, TransactionalOperationContext context, CancellationToken cancellationToken)
     {
-        var transaction = context.Transaction ?? throw new InvalidOperationException("accounts.open must be registered as transactional.");
+        var transaction = context.Transaction;
         var account = Guid.CreateVersion7(timeProvider.GetUtcNow());
         await ledger.OpenAsync(transaction, account, request.Currency!, request.OpeningBalance, context.OperationId,
             timeProvider.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);

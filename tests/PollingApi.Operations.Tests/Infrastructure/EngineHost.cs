@@ -5,8 +5,10 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using PollingApi.Operations.Handlers;
-using PollingApi.Operations.Processing;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Worker;
+using PollingApi.Operations.Lifecycle;
 
 namespace PollingApi.Operations.Tests.Infrastructure;
 
@@ -14,7 +16,7 @@ namespace PollingApi.Operations.Tests.Infrastructure;
 /// The engine's services for one node, built without a web host: a store, a pump, the lease-rescue job,
 /// and test commands whose executions are recorded in <see cref="Executions"/>.
 /// </summary>
-public sealed class EngineHost : IAsyncDisposable
+internal sealed class EngineHost : IAsyncDisposable
 {
     private readonly ServiceProvider _services;
 
@@ -28,7 +30,11 @@ public sealed class EngineHost : IAsyncDisposable
 
     public OperationStore Store => _services.GetRequiredService<OperationStore>();
 
-    public OperationPump Pump => _services.GetRequiredService<OperationPump>();
+    public AttemptStore Attempts => _services.GetRequiredService<AttemptStore>();
+
+    public HandlerSlots Slots => _services.GetRequiredService<HandlerSlots>();
+
+    public OperationWorker Worker => _services.GetRequiredService<OperationWorker>();
 
     public OperationBatchWriter BatchWriter => _services.GetRequiredService<OperationBatchWriter>();
 
@@ -68,7 +74,7 @@ public sealed class EngineHost : IAsyncDisposable
         services.AddSingleton(executions ?? new ExecutionLog());
         services.AddOperations(configuration, connectionString)
             .AddCommand<TestRequest, TestResult, TestHandler>(TestHandler.Kind, "/v1/test/run")
-            .AddCommand<TestRequest, TestResult, TransactionalTestHandler>(TransactionalTestHandler.Kind, "/v1/test/tx", transactional: true);
+            .AddTransactionalCommand<TestRequest, TestResult, TransactionalTestHandler>(TransactionalTestHandler.Kind, "/v1/test/tx");
         if (random is not null)
         {
             services.AddSingleton(sp => new RetryBackoff(
@@ -98,12 +104,12 @@ public sealed class EngineHost : IAsyncDisposable
     public async ValueTask DisposeAsync() => await _services.DisposeAsync();
 }
 
-public sealed record TestRequest(int FailTimes = 0, bool FailPermanently = false, bool Block = false);
+internal sealed record TestRequest(int FailTimes = 0, bool FailPermanently = false, bool Block = false);
 
-public sealed record TestResult(Guid OperationId, int Attempt, string Node);
+internal sealed record TestResult(Guid OperationId, int Attempt, string Node);
 
 /// <summary>Every handler execution, by operation, across all the nodes of a test.</summary>
-public sealed class ExecutionLog
+internal sealed class ExecutionLog
 {
     private readonly ConcurrentDictionary<Guid, int> _counts = new();
 
@@ -117,7 +123,7 @@ public sealed class ExecutionLog
     public int Record(Guid id) => _counts.AddOrUpdate(id, 1, (_, n) => n + 1);
 }
 
-public sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
+internal sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
 {
     public const string Kind = "test.run";
 
@@ -145,13 +151,13 @@ public sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperatio
 }
 
 /// <summary>Writes a row into <c>test_effects</c> in the engine's transaction, then behaves like <see cref="TestHandler"/>.</summary>
-public sealed class TransactionalTestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
+internal sealed class TransactionalTestHandler(ExecutionLog log, NodeIdentity node) : ITransactionalOperationHandler<TestRequest, TestResult>
 {
     public const string Kind = "test.tx";
 
-    public async Task<TestResult> HandleAsync(TestRequest request, OperationContext context, CancellationToken cancellationToken)
+    public async Task<TestResult> HandleAsync(TestRequest request, TransactionalOperationContext context, CancellationToken cancellationToken)
     {
-        var transaction = context.Transaction ?? throw new InvalidOperationException("Expected the engine's transaction.");
+        var transaction = context.Transaction;
         await transaction.Connection!.ExecuteAsync(new CommandDefinition(
             "INSERT INTO test_effects (operation_id, attempt) VALUES (@id, @attempt)",
             new { id = context.OperationId, attempt = context.Attempt }, transaction, cancellationToken: cancellationToken));
@@ -160,14 +166,14 @@ public sealed class TransactionalTestHandler(ExecutionLog log, NodeIdentity node
 }
 
 /// <summary>A <see cref="Random"/> that always draws the same fraction, so backoff is predictable.</summary>
-public sealed class FixedRandom(double value) : Random
+internal sealed class FixedRandom(double value) : Random
 {
     protected override double Sample() => value;
 
     public override double NextDouble() => value;
 }
 
-public static class FakeTime
+internal static class FakeTime
 {
     public static FakeTimeProvider Create() => new(new DateTimeOffset(2026, 11, 27, 10, 0, 0, TimeSpan.Zero)) { AutoAdvanceAmount = TimeSpan.Zero };
 }

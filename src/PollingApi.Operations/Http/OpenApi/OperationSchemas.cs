@@ -29,9 +29,7 @@ internal static class OperationSchemas
     private const string ResultProperty = "result";
 
     /// <summary>The schema id of a kind's operation: <c>diagnostics.sleep</c> is <c>DiagnosticsSleepOperation</c>.</summary>
-    public static string SchemaIdFor(string kind) =>
-        string.Concat(kind.Split('.', '-', '_').Select(part => part.Length == 0 ? part : char.ToUpperInvariant(part[0]) + part[1..]))
-        + "Operation";
+    public static string SchemaIdFor(string kind) => CommandDescriptor.PascalName(kind) + "Operation";
 
     public static async Task AddTypedResultsAsync(OpenApiDocument document, OpenApiDocumentTransformerContext context,
         CommandRegistry commands, CancellationToken cancellationToken)

@@ -1,7 +1,7 @@
 using System.Globalization;
 using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
-using PollingApi.Operations.Http;
+using PollingApi.Operations.Model;
 
 namespace PollingApi.Operations.Http.OpenApi;
 
@@ -11,8 +11,6 @@ namespace PollingApi.Operations.Http.OpenApi;
 /// </summary>
 internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransformer
 {
-    private static readonly string[] Statuses =
-        [OperationStatus.Pending, OperationStatus.Running, OperationStatus.Succeeded, OperationStatus.Failed, OperationStatus.Cancelled];
 
     public Task TransformAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken cancellationToken)
     {
@@ -61,7 +59,7 @@ internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransf
                 (ParameterLocation.Query, "createdBefore") => ("Only operations created before this time (RFC 3339).",
                     new OpenApiSchema { Type = JsonSchemaType.String, Format = "date-time" }),
                 (ParameterLocation.Query, "status") => ("Only operations in this status.",
-                    new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. Statuses.Select(v => (System.Text.Json.Nodes.JsonNode)v!)] }),
+                    new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. OperationStatus.All.Select(v => (System.Text.Json.Nodes.JsonNode)v!)] }),
                 (ParameterLocation.Query, "kind") => ("Only operations of this command kind, e.g. diagnostics.sleep.",
                     new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 200 }),
                 (ParameterLocation.Query, "cursor") => ("The nextCursor of the previous page.", new OpenApiSchema { Type = JsonSchemaType.String }),

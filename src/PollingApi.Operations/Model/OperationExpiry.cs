@@ -1,4 +1,4 @@
-namespace PollingApi.Operations.Http;
+namespace PollingApi.Operations.Model;
 
 /// <summary>Tells a purged operation (410) from one that never existed (404) by the time in its UUIDv7 id.</summary>
 internal static class OperationExpiry

@@ -4,10 +4,10 @@ using Npgsql;
 using PollingApi.Operations.Storage;
 using Quartz;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>What this node knows about each kind's recent run time and queue depth, refreshed every few seconds.</summary>
-public sealed class OperationStatistics
+internal sealed class OperationStatistics
 {
     private FrozenDictionary<string, KindStatistics> _byKind = FrozenDictionary<string, KindStatistics>.Empty;
 
@@ -19,7 +19,7 @@ public sealed class OperationStatistics
 
 /// <summary>Reads <see cref="OperationStatistics"/> from the database: one bounded query every few seconds per node.</summary>
 [DisallowConcurrentExecution]
-public sealed partial class StatisticsRefreshJob(
+internal sealed partial class StatisticsRefreshJob(
     OperationStore store,
     OperationStatistics statistics,
     TimeProvider timeProvider,

@@ -4,14 +4,14 @@ using Npgsql;
 using PollingApi.Operations.Storage;
 using Quartz;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Worker;
 
 /// <summary>
 /// Deletes operations that finished longer ago than <see cref="OperationsOptions.Retention"/>, in small batches so
 /// that no transaction is long and the hot table stays small. Runs on one node at a time.
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed partial class RetentionPurgeJob(
+internal sealed partial class RetentionPurgeJob(
     NpgsqlDataSource dataSource,
     OperationStore store,
     IOptions<OperationsOptions> options,

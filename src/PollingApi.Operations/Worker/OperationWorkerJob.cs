@@ -1,14 +1,14 @@
 using Microsoft.Extensions.Hosting;
 using Quartz;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Worker;
 
 /// <summary>
-/// Hosts the node's <see cref="OperationPump"/> on a Quartz thread for the life of the process. Its trigger
-/// repeats, so a pump that ended unexpectedly is started again; only one runs at a time.
+/// Hosts the node's <see cref="OperationWorker"/> on a Quartz thread for the life of the process. Its trigger
+/// repeats, so a worker that ended unexpectedly is started again; only one runs at a time.
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed class OperationPumpJob(OperationPump pump, IHostApplicationLifetime lifetime) : IJob
+internal sealed class OperationWorkerJob(OperationWorker worker, IHostApplicationLifetime lifetime) : IJob
 {
     public static readonly JobKey Key = new("operation-pump", "operations");
 
@@ -20,6 +20,6 @@ public sealed class OperationPumpJob(OperationPump pump, IHostApplicationLifetim
             return;
         }
 
-        await pump.RunAsync(stopping.Token).ConfigureAwait(false);
+        await worker.RunAsync(stopping.Token).ConfigureAwait(false);
     }
 }

@@ -2,8 +2,10 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>
 /// Tells the other nodes what happened here, through PostgreSQL <c>NOTIFY</c>, after the change is committed.
@@ -16,14 +18,14 @@ namespace PollingApi.Operations.Processing;
 /// after a commit), waiting requests still answer at their deadline, workers still poll every
 /// <see cref="OperationsOptions.PollInterval"/>, and lease renewal still carries cancellation requests.
 /// </remarks>
-public sealed partial class OperationNotifier(NpgsqlDataSource dataSource, NodeIdentity node, ILogger<OperationNotifier> logger)
+internal sealed partial class OperationNotifier(NpgsqlDataSource dataSource, NodeIdentity node, ILogger<OperationNotifier> logger)
     : BackgroundService
 {
     public const string DoneChannel = "pollingapi_operation_done";
     public const string CancelChannel = "pollingapi_operation_cancel";
     public const string PendingChannel = "pollingapi_operation_pending";
     // Sent by OperationStore's retry and delete statements themselves, in their transaction.
-    public const string ForgetChannel = "pollingapi_operation_forget";
+    public const string ForgetChannel = OperationStore.ForgetChannel;
 
     // NOTIFY payloads are limited to 8000 bytes; a UUID and a comma take 37.
     private const int IdsPerPayload = 200;

@@ -1,12 +1,12 @@
 using System.Threading.Channels;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Worker;
 
 /// <summary>
 /// Wakes the local worker pump at once when something may be claimable: a submit on this node,
 /// a handler slot that became free. Signals coalesce; a pump that is busy sees one pending wake-up.
 /// </summary>
-public sealed class OperationWakeSignal
+internal sealed class OperationWakeSignal
 {
     private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(
         new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });

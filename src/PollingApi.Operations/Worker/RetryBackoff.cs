@@ -1,12 +1,12 @@
 using Microsoft.Extensions.Options;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Worker;
 
 /// <summary>
 /// Exponential backoff with full jitter: the delay before retry n is uniform in
 /// [0, min(<see cref="OperationsOptions.RetryMaxDelay"/>, <see cref="OperationsOptions.RetryBaseDelay"/> * 2^(n-1))).
 /// </summary>
-public sealed class RetryBackoff(IOptions<OperationsOptions> options, Random random)
+internal sealed class RetryBackoff(IOptions<OperationsOptions> options, Random random)
 {
     public RetryBackoff(IOptions<OperationsOptions> options)
         : this(options, Random.Shared)

@@ -2,19 +2,19 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using PollingApi.Operations.Storage;
 using Quartz;
+using PollingApi.Operations.Model;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Worker;
 
 /// <summary>
 /// Returns operations whose worker stopped renewing its lease (it crashed, hung or lost the database) to
 /// <c>pending</c>, or ends them <c>failed</c> when their attempts are used up. Runs on one node at a time.
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed partial class LeaseRescueJob(
+internal sealed partial class LeaseRescueJob(
     NpgsqlDataSource dataSource,
-    OperationStore store,
-    OperationPump pump,
-    OperationNotifier notifier,
+    AttemptStore store,
+    IOperationSignals signals,
     TimeProvider timeProvider,
     ILogger<LeaseRescueJob> logger) : IJob
 {
@@ -31,8 +31,7 @@ public sealed partial class LeaseRescueJob(
             if (rescued > 0)
             {
                 LogRescued(rescued);
-                pump.NotePending();
-                notifier.Pending();
+                signals.Pending();
             }
         }
         catch (NpgsqlException ex)
@@ -51,19 +50,18 @@ public sealed partial class LeaseRescueJob(
             return 0;
         }
 
-        string error = OperationPump.ErrorJson(ProblemTypes.LeaseExpired, "The operation's worker stopped responding.",
-            "The last attempt's worker stopped renewing its lease and no attempts are left.");
         int total = 0;
         IReadOnlyList<RescuedOperation> rescued;
         do
         {
-            rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, error,
-                    OperationPump.CancelledErrorJson, cancellationToken)
+            rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, OperationErrors.LeaseExpired,
+                    OperationErrors.Cancelled, cancellationToken)
                 .ConfigureAwait(false);
             total += rescued.Count;
             foreach (var ended in rescued.Where(r => OperationStatus.IsTerminal(r.Status)))
             {
-                notifier.Done(ended.Id);
+                // This node's waiters too, not only through the echo of the notification.
+                signals.Finished(ended.Id);
             }
         }
         while (rescued.Count == BatchSize);

@@ -1,8 +1,10 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>
 /// The node's one PostgreSQL listener. It LISTENs on the operations channels over a dedicated connection and fans
@@ -11,10 +13,9 @@ namespace PollingApi.Operations.Processing;
 /// operation. It reconnects with backoff after a database restart, and then wakes every waiter, since
 /// notifications sent while it was away are lost.
 /// </summary>
-public sealed partial class OperationNotificationListener(
+internal sealed partial class OperationNotificationListener(
     NpgsqlDataSource dataSource,
-    OperationWaiters waiters,
-    OperationPump pump,
+    OperationSignals signals,
     FinishedOperationCache finishedOperations,
     NodeIdentity node,
     TimeProvider timeProvider,
@@ -81,8 +82,7 @@ public sealed partial class OperationNotificationListener(
 
         LogListening();
         // Anything that happened while no one was listening: let waiters read again, and look for work.
-        waiters.NotifyAll();
-        pump.NotePending();
+        signals.MayHaveMissedChanges();
         finishedOperations.Start();
         try
         {
@@ -115,7 +115,7 @@ public sealed partial class OperationNotificationListener(
         {
             if (payload != node.Id)
             {
-                pump.NotePending();
+                signals.PendingElsewhere();
             }
 
             return;
@@ -130,15 +130,15 @@ public sealed partial class OperationNotificationListener(
 
             if (channel == OperationNotifier.DoneChannel)
             {
-                waiters.Notify(id);
+                signals.FinishedElsewhere(id);
             }
             else if (channel == OperationNotifier.CancelChannel)
             {
-                pump.RequestCancel(id);
+                signals.CancelRequestedElsewhere(id);
             }
             else if (channel == OperationNotifier.ForgetChannel)
             {
-                finishedOperations.Forget(id);
+                signals.ForgottenElsewhere(id);
             }
         }
     }

@@ -1,13 +1,13 @@
 using PollingApi.Operations.Storage;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>
 /// The requests of this node that wait for operations to finish (long-polls and <c>Prefer: wait</c>). They wait
 /// on a task here, not in a query loop: one notification per completion, from the local worker or from the
 /// node's single PostgreSQL listener, wakes every waiter of that operation.
 /// </summary>
-public sealed class OperationWaiters
+internal sealed class OperationWaiters
 {
     private readonly Dictionary<Guid, List<TaskCompletionSource<OperationRow?>>> _waiting = [];
     private readonly Lock _lock = new();
@@ -119,4 +119,4 @@ public sealed class OperationWaiters
 }
 
 /// <summary>How a wait ended: <see cref="Notified"/> or timed out, and the operation's row if the notifier had it.</summary>
-public readonly record struct WakeUp(bool Notified, OperationRow? Current);
+internal readonly record struct WakeUp(bool Notified, OperationRow? Current);

@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
-using PollingApi.Operations.Storage;
+using PollingApi.Operations.Model;
 
-namespace PollingApi.Operations.Processing;
+namespace PollingApi.Operations.Storage;
 
 /// <summary>
 /// This node's copies of finished operations, so that polling an operation that is done costs no query. A finished
@@ -17,7 +17,7 @@ namespace PollingApi.Operations.Processing;
 /// row read before a forget is never stored after it, so a copy can never outlive the notification that invalidates it.
 /// Across nodes a delete or retry is therefore seen within the notification's delay (milliseconds); on one node at once.
 /// </remarks>
-public sealed class FinishedOperationCache : IDisposable
+internal sealed class FinishedOperationCache : IDisposable
 {
     // However often it is read, a copy is read from the database again after this long: a bound on any staleness
     // the notifications could ever miss.

@@ -1,0 +1,69 @@
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Metadata;
+using Microsoft.Extensions.DependencyInjection;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Http;
+
+/// <summary>
+/// An answer with an operation: <c>200</c> when it is done, <c>202</c> with <c>Retry-After</c> when not, <c>304</c> when
+/// the request's <c>If-None-Match</c> names its current representation (see <see cref="OperationResponses.Respond"/>).
+/// As a handler's return type it declares the <c>200</c> and <c>202</c> bodies in the OpenAPI document.
+/// </summary>
+internal sealed class OperationResult(OperationRow row, bool withLocation = false) : IResult, IEndpointMetadataProvider
+{
+    public OperationRow Row { get; } = row;
+
+    public Task ExecuteAsync(HttpContext httpContext)
+    {
+        ArgumentNullException.ThrowIfNull(httpContext);
+        var retryAfter = httpContext.RequestServices.GetRequiredService<RetryAfterPolicy>();
+        return OperationResponses.Respond(httpContext, Row, retryAfter, withLocation).ExecuteAsync(httpContext);
+    }
+
+    public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Metadata.Add(new ProducesResponseTypeMetadata(StatusCodes.Status200OK, typeof(OperationResource), ["application/json"]));
+        builder.Metadata.Add(new ProducesResponseTypeMetadata(StatusCodes.Status202Accepted, typeof(OperationResource), ["application/json"]));
+    }
+}
+
+/// <summary>
+/// The <c>{id}</c> of an operation's route, parsed once when the route is bound. An id that is not a UUID still binds
+/// (<see cref="IsValid"/> false), so the route group answers it with the API's own <c>invalid-operation-id</c> problem.
+/// </summary>
+internal readonly record struct OperationRouteId(Guid Value, bool IsValid)
+{
+    public static bool TryParse(string? value, out OperationRouteId id)
+    {
+        bool valid = Guid.TryParseExact(value, "D", out var parsed);
+        id = new OperationRouteId(parsed, valid);
+        return true;
+    }
+
+    /// <summary>An endpoint filter for a route group whose routes take an <see cref="OperationRouteId"/>.</summary>
+    public static async ValueTask<object?> RejectInvalidAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        return context.Arguments.OfType<OperationRouteId>().Any(id => !id.IsValid)
+            ? Problems.InvalidOperationId()
+            : await next(context).ConfigureAwait(false);
+    }
+}
+
+/// <summary>Declares an endpoint's answers for the OpenAPI document, each in one place.</summary>
+internal static class ResponseDeclarations
+{
+    /// <summary>An answer whose body (if any) the handler's typed result declares: its description and headers.</summary>
+    public static RouteHandlerBuilder Responds(this RouteHandlerBuilder builder, int status, string description, params ResponseHeader[] headers) =>
+        builder.WithMetadata(new ResponseDocumentation(status, description, headers));
+
+    /// <summary>An <c>application/problem+json</c> answer: its status, description and headers.</summary>
+    public static RouteHandlerBuilder RespondsWithProblem(this RouteHandlerBuilder builder, int status, string description,
+        params ResponseHeader[] headers) =>
+        builder.ProducesProblem(status).WithMetadata(new ResponseDocumentation(status, description, headers));
+}

@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Options;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Lifecycle;
+
+/// <summary>What a read of an operation found: the operation, or why there is none.</summary>
+internal readonly record struct Lookup(OperationRow? Row, bool Expired)
+{
+    public static Lookup Of(OperationRow row) => new(row, Expired: false);
+}
+
+/// <summary>
+/// Reads operations for the API: one (from the node's finished-operation cache when it can, waiting for it to finish
+/// when asked) or a page of them.
+/// </summary>
+internal sealed class OperationQueries(
+    OperationStore store,
+    FinishedOperationCache finishedOperations,
+    OperationWaiting waiting,
+    IOptions<OperationsOptions> options,
+    TimeProvider timeProvider)
+{
+    /// <summary>The operation, after waiting up to <paramref name="waitFor"/> for it to finish.</summary>
+    public async Task<Lookup> GetAsync(Guid id, TimeSpan waitFor, CancellationToken cancellationToken)
+    {
+        if (finishedOperations.TryGet(id, OperationOwner.Default, timeProvider.GetUtcNow().UtcDateTime, out var finished))
+        {
+            return Lookup.Of(finished);
+        }
+
+        long generation = finishedOperations.Generation;
+        using var waiter = waitFor > TimeSpan.Zero ? waiting.Register(id) : null;
+        var row = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        if (row is not null && waiter is not null && !OperationStatus.IsTerminal(row.Status))
+        {
+            row = await waiting.UntilDoneAsync(id, row, waiter, waitFor, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (row is null)
+        {
+            return Missing(id);
+        }
+
+        finishedOperations.Offer(row, generation);
+        return Lookup.Of(row);
+    }
+
+    /// <summary>A page of the caller's operations, newest first: one more than the query's limit when there is a next page.</summary>
+    public Task<IReadOnlyList<OperationRow>> ListAsync(OperationQuery query, CancellationToken cancellationToken) =>
+        store.ListAsync(OperationOwner.Default, query with { Limit = query.Limit + 1 }, cancellationToken);
+
+    /// <summary>No operation with this id: expired (older than the retention period, so purged) or never there.</summary>
+    public Lookup Missing(Guid id) =>
+        new(null, OperationExpiry.IsPastRetention(id, timeProvider.GetUtcNow().UtcDateTime, options.Value.Retention));
+}

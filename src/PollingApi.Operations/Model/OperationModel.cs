@@ -1,0 +1,39 @@
+using System.ComponentModel;
+using System.Text.Json;
+
+namespace PollingApi.Operations.Model;
+
+/// <summary>Who owns an operation. Everything belongs to one default owner until authentication lands.</summary>
+internal static class OperationOwner
+{
+    public const string Default = "default";
+}
+
+/// <summary>A node's identity in <c>locked_by</c>.</summary>
+internal sealed record NodeIdentity(string Id);
+
+/// <summary>Progress as pollers see it.</summary>
+[Description("Progress a running handler reported.")]
+internal sealed record OperationProgress(
+    [property: Description("0 to 100.")] int Percent,
+    [property: Description("A short note for humans; null if none.")] string? Message);
+
+/// <summary>An operation's error: an RFC 9457 problem object with a stable <c>type</c>.</summary>
+[Description("Why the operation failed: an RFC 9457 problem object.")]
+internal sealed record OperationError(
+    [property: Description("A stable URI naming the kind of failure, e.g. urn:pollingapi:problem:attempts-exhausted.")] string Type,
+    [property: Description("A short summary of the kind of failure.")] string Title,
+    [property: Description("What went wrong with this operation; null if nothing more is known.")] string? Detail);
+
+/// <summary>The errors the engine itself stores on operations, as the JSON kept in the <c>error</c> column.</summary>
+internal static class OperationErrors
+{
+    public static readonly string Cancelled = Json(ProblemTypes.OperationCancelled, "The operation was cancelled.",
+        "Cancellation was requested through the API.");
+
+    public static readonly string LeaseExpired = Json(ProblemTypes.LeaseExpired, "The operation's worker stopped responding.",
+        "The last attempt's worker stopped renewing its lease and no attempts are left.");
+
+    public static string Json(string type, string title, string? detail) =>
+        JsonSerializer.Serialize(new OperationError(type, title, detail), OperationJson.Options);
+}

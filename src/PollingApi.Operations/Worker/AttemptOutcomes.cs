@@ -1,0 +1,124 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Worker;
+
+/// <summary>
+/// What the end of an attempt writes: its result, its failure (final, or a retry after backoff), its cancellation, its
+/// progress while it runs. Each is fenced by this node and the attempt, and stored through
+/// <see cref="OutcomeWriter"/>.
+/// </summary>
+internal sealed partial class AttemptOutcomes(
+    AttemptStore store,
+    OperationBatchWriter batchWriter,
+    FinishedOperationCache finishedOperations,
+    RetryBackoff backoff,
+    OutcomeWriter writer,
+    WorkerContext context,
+    ILogger<AttemptOutcomes> logger)
+{
+    /// <summary>
+    /// Stores a success. Successes are the common outcome: they share group commits with the other handlers'
+    /// successes, and the row the completion returns goes to the requests waiting here and to the finished-operation cache.
+    /// </summary>
+    public async Task SucceedAsync(ClaimedOperation operation, string resultJson)
+    {
+        OperationRow? completed = null;
+        var completion = new OperationCompletion(operation.Id, context.NodeId, operation.Attempts, resultJson, context.Now());
+        bool stored = await writer.WriteAsync(operation, async _ =>
+        {
+            long generation = finishedOperations.Generation;
+            completed = await batchWriter.CompleteAsync(completion).ConfigureAwait(false);
+            if (completed is not null)
+            {
+                // The first poll after it finished is answered from memory too.
+                finishedOperations.Offer(completed, generation);
+            }
+
+            return completed is not null;
+        }, async ct => (completed = await store.FindSucceededAsync([completion], ct).ConfigureAwait(false) is [var row] ? row : null) is not null,
+            current: () => completed).ConfigureAwait(false);
+        if (stored)
+        {
+            LogSucceeded();
+        }
+    }
+
+    /// <summary>
+    /// Marks a transactional handler's operation succeeded in the handler's own transaction and commits both (see
+    /// <see cref="OutcomeWriter.CommitAsync"/>), or rolls the handler's writes back when the lease was lost meanwhile. A
+    /// commit that fails leaves nothing applied; the caller then treats it as a failed attempt.
+    /// </summary>
+    public async Task SucceedInTransactionAsync(ClaimedOperation operation, NpgsqlTransaction transaction, string resultJson)
+    {
+        var completion = new OperationCompletion(operation.Id, context.NodeId, operation.Attempts, resultJson, context.Now());
+        bool fenced = await AttemptStore.CompleteInTransactionAsync(completion, transaction, CancellationToken.None).ConfigureAwait(false);
+        if (!fenced)
+        {
+            await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            writer.ReportFencedOut(operation);
+            return;
+        }
+
+        if (await writer.CommitAsync(operation, transaction, completion).ConfigureAwait(false))
+        {
+            LogSucceeded();
+        }
+    }
+
+    /// <summary>Ends the operation failed with a problem of the given type.</summary>
+    public Task FailAsync(ClaimedOperation operation, string type, string title, string? detail) =>
+        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
+                OperationErrors.Json(type, title, detail), context.Now(), ct),
+            writer.LeftAs(operation, (OperationStatus.Failed, type)));
+
+    /// <summary>Ends a running operation cancelled after its handler stopped on request.</summary>
+    public Task CancelledAsync(ClaimedOperation operation) =>
+        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
+                OperationErrors.Cancelled, context.Now(), ct),
+            writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)));
+
+    /// <summary>A transient failure: the operation is retried after backoff, or fails when its attempts are used up.</summary>
+    public async Task FailTransientlyAsync(ClaimedOperation operation, Exception exception)
+    {
+        if (operation.Attempts >= operation.MaxAttempts)
+        {
+            LogAttemptsExhausted(exception, operation.Attempts);
+            await FailAsync(operation, ProblemTypes.AttemptsExhausted, "The operation failed on every attempt.",
+                $"All {operation.MaxAttempts} attempts failed with a transient error.").ConfigureAwait(false);
+            return;
+        }
+
+        var delay = backoff.Delay(operation.Attempts);
+        LogRetryScheduled(exception, operation.Attempts, delay);
+        await writer.WriteAsync(operation, ct =>
+        {
+            var now = context.Now();
+            return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled, ct);
+        }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
+            terminal: false).ConfigureAwait(false);
+    }
+
+    /// <summary>Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler.</summary>
+    public async Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
+    {
+        string progressJson = JsonSerializer.Serialize(new OperationProgress(percent, message), OperationJson.Options);
+        if (!await store.ReportProgressAsync(operation.Id, context.NodeId, operation.Attempts, progressJson, context.Now(), cancellationToken)
+                .ConfigureAwait(false))
+        {
+            writer.ReportFencedOut(operation);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed on its last attempt {Attempt}")]
+    private partial void LogAttemptsExhausted(Exception exception, int attempt);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Attempt {Attempt} failed; retrying in {Delay}")]
+    private partial void LogRetryScheduled(Exception exception, int attempt, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Operation succeeded")]
+    private partial void LogSucceeded();
+}

@@ -1,0 +1,157 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using PollingApi.Operations.Handlers;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Worker;
+
+/// <summary>
+/// Runs one attempt of an operation: opens the engine's transaction for a transactional command, calls the handler in
+/// a scope of its own (with the operation's id in the log scope), and hands what happened to
+/// <see cref="AttemptOutcomes"/>.
+/// </summary>
+internal sealed partial class AttemptRunner(
+    CommandRegistry commands,
+    NpgsqlDataSource dataSource,
+    IServiceScopeFactory scopeFactory,
+    AttemptOutcomes outcomes,
+    ILogger<AttemptRunner> logger)
+{
+    /// <param name="operation">The claimed operation.</param>
+    /// <param name="handlerToken">Fires when cancellation is requested, or at the end of a shutdown's drain.</param>
+    /// <param name="shutdownToken">Fires at the end of a shutdown's drain only.</param>
+    public async Task RunAsync(ClaimedOperation operation, CancellationToken handlerToken, CancellationToken shutdownToken)
+    {
+        using var scope = logger.BeginScope(new Dictionary<string, object>
+        {
+            ["OperationId"] = operation.Id,
+            ["OperationKind"] = operation.Kind,
+            ["Attempt"] = operation.Attempts,
+        });
+        var transactionScope = new TransactionHolder();
+        try
+        {
+            await RunCoreAsync(operation, transactionScope, handlerToken, shutdownToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await transactionScope.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task RunCoreAsync(ClaimedOperation operation, TransactionHolder transactionScope, CancellationToken handlerToken,
+        CancellationToken shutdownToken)
+    {
+        var command = commands.Find(operation.Kind);
+        if (command is null)
+        {
+            LogUnknownKind(operation.Kind);
+            await outcomes.FailAsync(operation, ProblemTypes.UnknownKind, "Unknown command kind.",
+                $"No handler for '{operation.Kind}' is registered.").ConfigureAwait(false);
+            return;
+        }
+
+        string resultJson;
+        try
+        {
+            NpgsqlTransaction? transaction = null;
+            if (command.Transactional)
+            {
+                transactionScope.Connection = await dataSource.OpenConnectionAsync(handlerToken).ConfigureAwait(false);
+                transaction = await transactionScope.Connection.BeginTransactionAsync(handlerToken).ConfigureAwait(false);
+                transactionScope.Transaction = transaction;
+            }
+
+            Func<int, string?, CancellationToken, Task> reportProgress = (percent, message, ct) => outcomes.ReportProgressAsync(operation, percent, message, ct);
+            var context = transaction is null
+                ? new OperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress)
+                : new TransactionalOperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress, transaction);
+            await using var scope = scopeFactory.CreateAsyncScope();
+            resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
+            if (transaction is not null)
+            {
+                await outcomes.SucceedInTransactionAsync(operation, transaction, resultJson).ConfigureAwait(false);
+                return;
+            }
+        }
+        catch (OperationCanceledException) when (shutdownToken.IsCancellationRequested)
+        {
+            // Shutdown cancelled the handler: the lease is released, not counted as a failure.
+            LogInterrupted();
+            return;
+        }
+        catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
+        {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
+            LogCancelled();
+            await outcomes.CancelledAsync(operation).ConfigureAwait(false);
+            return;
+        }
+        catch (PermanentOperationFailureException ex)
+        {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
+            LogPermanentFailure(ex, ex.Type);
+            await outcomes.FailAsync(operation, ex.Type, ex.Title, ex.Detail).ConfigureAwait(false);
+            return;
+        }
+#pragma warning disable CA1031 // A handler's failure of any type is an outcome to record, not a crash of the worker.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
+            await outcomes.FailTransientlyAsync(operation, ex).ConfigureAwait(false);
+            return;
+        }
+
+        await outcomes.SucceedAsync(operation, resultJson).ConfigureAwait(false);
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "No handler is registered for kind {Kind}")]
+    private partial void LogUnknownKind(string kind);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Handler interrupted by shutdown; the operation will be released")]
+    private partial void LogInterrupted();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Handler stopped on a cancellation request")]
+    private partial void LogCancelled();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed permanently with {ProblemType}")]
+    private partial void LogPermanentFailure(Exception exception, string problemType);
+}
+
+/// <summary>The connection and transaction of a transactional handler's attempt, closed whatever happens.</summary>
+internal sealed class TransactionHolder : IAsyncDisposable
+{
+    public NpgsqlConnection? Connection { get; set; }
+
+    public NpgsqlTransaction? Transaction { get; set; }
+
+    public async Task RollbackAsync()
+    {
+        if (Transaction is { Connection: not null } transaction)
+        {
+            try
+            {
+                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (NpgsqlException)
+            {
+                // The connection is broken: the server has rolled the transaction back already.
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Transaction is not null)
+        {
+            await Transaction.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (Connection is not null)
+        {
+            await Connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using PollingApi.Operations.Storage;
+
+namespace PollingApi.Operations.Worker;
+
+/// <summary>
+/// Claims due operations into the free handler slots, one statement a batch, and starts their attempts; waits for a
+/// wake-up (or the poll interval) when the queue looks empty, and backs off while the database is away.
+/// </summary>
+internal sealed partial class ClaimLoop(
+    AttemptStore store,
+    CommitOutcomeResolver resolver,
+    HandlerSlots slots,
+    RunningHandlers running,
+    AttemptRunner attempts,
+    WorkerContext context,
+    ILogger<ClaimLoop> logger)
+{
+    /// <summary>Claims until <paramref name="stoppingToken"/> fires; handlers it starts stop with <paramref name="handlerToken"/>.</summary>
+    public async Task RunAsync(CancellationToken handlerToken, CancellationToken stoppingToken)
+    {
+        var databaseBackoff = TimeSpan.Zero;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var (free, pendingMark) = slots.ReserveForClaim();
+            int claimedCount = 0;
+            if (free > 0)
+            {
+                var now = context.Now();
+                var leaseUntil = now + context.Options.LeaseDuration;
+                try
+                {
+                    // A claim whose commit outcome is unknown is settled by finding the rows it took (by this node and its
+                    // lease expiry) and running them, so they do not wait out their lease with an attempt counted.
+                    bool settled = false;
+                    var claimed = await resolver.RunAsync("a claim", ct => store.ClaimAsync(context.NodeId, free, now, leaseUntil, ct), ct =>
+                    {
+                        settled = true;
+                        return store.FindClaimedAsync(context.NodeId, leaseUntil, ct);
+                    }, stoppingToken).ConfigureAwait(false);
+                    claimedCount = claimed.Count;
+                    foreach (var operation in claimed)
+                    {
+                        Start(operation, handlerToken);
+                    }
+
+                    slots.ClaimReturned(free, claimedCount, pendingMark, settled);
+                    databaseBackoff = TimeSpan.Zero;
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (NpgsqlException ex)
+                {
+                    databaseBackoff = WorkerContext.NextDatabaseBackoff(databaseBackoff);
+                    LogClaimFailed(ex, databaseBackoff);
+                    await context.DelayAsync(databaseBackoff, stoppingToken).ConfigureAwait(false);
+                    continue;
+                }
+                finally
+                {
+                    slots.ReturnUnclaimed(free - claimedCount);
+                }
+            }
+
+            // A full batch means more may be due right away; otherwise wait for a wake-up or the poll interval.
+            if (claimedCount == 0 || claimedCount < free)
+            {
+                await slots.WaitForWorkAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Starts an attempt of an operation this node holds, in a slot already taken.</summary>
+    public void Start(ClaimedOperation operation, CancellationToken handlerToken) =>
+        running.Start(operation.Id, ct => attempts.RunAsync(operation, ct, handlerToken), handlerToken);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Claiming operations failed; retrying in {Delay}")]
+    private partial void LogClaimFailed(Exception exception, TimeSpan delay);
+}

@@ -1,0 +1,78 @@
+using System.Reflection;
+using NetArchTest.Rules;
+
+namespace PollingApi.Operations.Tests;
+
+/// <summary>
+/// The engine's layers point one way: Http -> Lifecycle -> {Worker, Consistency, Storage} -> Model, with the handler
+/// API and the options as the public face every layer may use. Read from the compiled assembly, so a dependency that
+/// sneaks in through a fully qualified name counts as much as a <c>using</c>.
+/// </summary>
+public sealed class LayerTests
+{
+    private const string Engine = "PollingApi.Operations";
+    private static readonly Assembly Assembly = typeof(OperationsOptions).Assembly;
+
+    public static TheoryData<string, string[]> Layers => new()
+    {
+        { "Model", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Http"] },
+        { "Handlers", ["Storage", "Worker", "Consistency", "Lifecycle", "Http"] },
+        { "Storage", ["Worker", "Consistency", "Lifecycle", "Http"] },
+        { "Consistency", ["Worker", "Lifecycle", "Http"] },
+        { "Worker", ["Lifecycle", "Http"] },
+        { "Lifecycle", ["Http"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Layers))]
+    public void ALayerDependsOnNothingAboveIt(string layer, string[] above)
+    {
+        var result = Types.InAssembly(Assembly)
+            .That().ResideInNamespace($"{Engine}.{layer}")
+            .ShouldNot().HaveDependencyOnAny([.. above.Select(name => $"{Engine}.{name}")])
+            .GetResult();
+
+        Assert.True(result.IsSuccessful,
+            $"{layer} depends on a layer above it ({string.Join(", ", above)}): {string.Join(", ", result.FailingTypeNames ?? [])}");
+    }
+
+    [Fact]
+    public void OnlyTheCompositionRootWiresTheEngineTogether()
+    {
+        var result = Types.InAssembly(Assembly)
+            .That().DoNotHaveName("OperationsServiceCollectionExtensions", "OperationsBuilder")
+            .ShouldNot().HaveDependencyOnAny($"{Engine}.OperationsServiceCollectionExtensions", $"{Engine}.OperationsBuilder")
+            .GetResult();
+
+        Assert.True(result.IsSuccessful, $"Types that reach the composition root: {string.Join(", ", result.FailingTypeNames ?? [])}");
+    }
+
+    [Fact]
+    public void AHostSeesOnlyTheEnginesPublicFace()
+    {
+        string[] expected =
+        [
+            "PollingApi.Operations.ConsistencyFinding",
+            "PollingApi.Operations.Handlers.IOperationHandler`2",
+            "PollingApi.Operations.Handlers.ITransactionalOperationHandler`2",
+            "PollingApi.Operations.Handlers.OperationContext",
+            "PollingApi.Operations.Handlers.PermanentOperationFailureException",
+            "PollingApi.Operations.Handlers.TransactionalOperationContext",
+            "PollingApi.Operations.Http.OpenApi.OpenApiTagDescriptions",
+            "PollingApi.Operations.Http.OperationsApi",
+            "PollingApi.Operations.Http.ResponseDocumentation",
+            "PollingApi.Operations.Http.ResponseHeader",
+            "PollingApi.Operations.Http.ResponseHeaders",
+            "PollingApi.Operations.IConsistencyCheck",
+            "PollingApi.Operations.OperationsBuilder",
+            "PollingApi.Operations.OperationsOptions",
+            "PollingApi.Operations.OperationsRole",
+            "PollingApi.Operations.OperationsServiceCollectionExtensions",
+            "PollingApi.Operations.ProblemTypes",
+        ];
+
+        var exported = Assembly.GetExportedTypes().Select(type => type.FullName!).Order(StringComparer.Ordinal).ToArray();
+
+        Assert.Equal(expected, exported);
+    }
+}
