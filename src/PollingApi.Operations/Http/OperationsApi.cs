@@ -198,7 +198,7 @@ public static class OperationsApi
             $"The {change} of operation {id} may have been applied: the connection to the database failed after the change was sent, " +
             "and whether it was committed could not be confirmed in time. GET the operation's Location once the service answers again to see its state."),
         _ => Problems.Create(StatusCodes.Status409Conflict, ProblemTypes.OperationStateConflict, "The operation is changing state.",
-            $"The operation changed state while its {change} was tried; try again."),
+            "The operation changed state while it was being cancelled; try again."),
     };
 
     /// <summary>404 for an id that never existed (or was deleted), 410 for one older than the retention period.</summary>

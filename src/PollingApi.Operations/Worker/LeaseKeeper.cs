@@ -42,6 +42,19 @@ internal sealed partial class LeaseKeeper(
             try
             {
                 await ReleaseUnknownInsertsAsync(stopToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stopToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (NpgsqlException ex)
+            {
+                // Tried again at the next renewal; the renewal below must not wait for it.
+                LogRenewalFailed(ex);
+            }
+
+            try
+            {
                 await RenewAsync(stopToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stopToken.IsCancellationRequested)
@@ -103,7 +116,7 @@ internal sealed partial class LeaseKeeper(
             return;
         }
 
-        // Tried again at the next renewal when this fails; at shutdown the release of everything this node holds covers them.
+        // At shutdown the release of everything this node holds covers what is still queued here.
         int released = await store.ReleaseUnstartedAsync(context.NodeId, ids, context.Now(), stopToken).ConfigureAwait(false);
         foreach (var id in ids)
         {
