@@ -228,6 +228,14 @@ done
 call GET "$BASE_URL/health/live"
 expect_status 200 "GET /health/live"
 echo "ok: /health/ready and /health/live answer 200"
+# The server does not name itself, and no answer may be sniffed as another media type.
+if grep -qi '^server:' "$HEADERS"; then
+  fail "GET /health/live has no Server header" "$(grep -i '^server:' "$HEADERS" | tr -d '\r')"
+fi
+if ! grep -qi '^x-content-type-options: *nosniff' "$HEADERS"; then
+  fail "GET /health/live has X-Content-Type-Options: nosniff" "headers: $(tr -d '\r' <"$HEADERS" | tr '\n' ' ')"
+fi
+echo "ok: no Server header, X-Content-Type-Options: nosniff"
 
 # 2. Submit a short sleep.
 submit_sleep '{"durationMs": 200}'

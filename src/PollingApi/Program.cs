@@ -10,6 +10,8 @@ using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
 
 var builder = WebApplication.CreateBuilder(args);
+// Answers do not name the server software.
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
 
 var (connectionString, localCluster) = await LocalDatabase.ResolveAsync(builder.Configuration, CancellationToken.None);
 await using var disposeLocalCluster = localCluster;
@@ -44,6 +46,12 @@ if (forwardedHeaders.Enabled)
     app.UseForwardedHeaders();
 }
 
+// Clients take every answer as the media type it declares.
+app.Use((context, next) =>
+{
+    context.Response.Headers.XContentTypeOptions = "nosniff";
+    return next(context);
+});
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 

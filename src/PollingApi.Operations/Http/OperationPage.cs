@@ -17,7 +17,6 @@ internal static class OperationPageRequest
     public const int DefaultLimit = 20;
     public const int MaxLimit = 100;
 
-
     public static bool TryParse(string? status, string? kind, string? createdAfter, string? createdBefore, string? limit, string? cursor,
         out OperationQuery query, out Dictionary<string, string[]> errors)
     {
@@ -27,9 +26,9 @@ internal static class OperationPageRequest
             errors["status"] = [$"'status' must be one of {string.Join(", ", OperationStatus.All)}."];
         }
 
-        if (kind is { Length: 0 or > 200 })
+        if (kind is { Length: 0 or > 200 } || (kind is not null && kind.Any(char.IsControl)))
         {
-            errors["kind"] = ["'kind' must be 1 to 200 characters."];
+            errors["kind"] = ["'kind' must be 1 to 200 characters, none of them a control character."];
         }
 
         var after = ParseTime(createdAfter, "createdAfter", errors);

@@ -1,0 +1,60 @@
+using System.Net;
+using PollingApi.Tests.Infrastructure;
+
+namespace PollingApi.Tests;
+
+/// <summary>Input a careless or hostile client sends gets a 4xx problem, never a 500, and stores nothing.</summary>
+public sealed class HostileInputTests(PollingApiFactory factory) : IClassFixture<PollingApiFactory>
+{
+    // A UUIDv7 whose time field is past the year 9999.
+    private const string FarFutureId = "ffffffff-ffff-7fff-bfff-ffffffffffff";
+
+    private readonly HttpClient _client = factory.CreateClient();
+
+    [Theory]
+    [InlineData("GET", "")]
+    [InlineData("POST", "/cancel")]
+    [InlineData("POST", "/retry")]
+    [InlineData("DELETE", "")]
+    public async Task AnIdWhoseTimeIsPastTheYear9999IsNotFound(string method, string suffix)
+    {
+        string path = $"/v1/operations/{FarFutureId}{suffix}";
+
+        var response = await _client.SendAsync(new HttpMethod(method), path, null);
+
+        ProblemAssert.IsProblem(response, HttpStatusCode.NotFound, "urn:pollingapi:problem:operation-not-found", path);
+    }
+
+    [Fact]
+    public async Task AControlCharacterInAListFilterIsAValidationProblem()
+    {
+        var response = await _client.FetchAsync("/v1/operations?kind=%00");
+
+        var problem = ProblemAssert.IsProblem(response, HttpStatusCode.BadRequest, "urn:pollingapi:problem:validation-failed", "/v1/operations");
+        Assert.Contains("control character", problem.GetProperty("errors").GetProperty("kind")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"durationMs": 1, "durationMs": 600000}""")]
+    [InlineData("""{"DurationMs": 1}""")]
+    [InlineData("""{"DURATIONMS": 1}""")]
+    public async Task APropertyGivenTwiceOrInAnotherCaseIsMalformedAndNothingIsStored(string body)
+    {
+        long before = await factory.Operations.CountAsync();
+
+        var response = await _client.SubmitSleepAsync(body);
+
+        ProblemAssert.IsProblem(response, HttpStatusCode.BadRequest, "urn:pollingapi:problem:malformed-json", PollingApiClient.SleepRoute);
+        Assert.Equal(before, await factory.Operations.CountAsync());
+    }
+
+    [Fact]
+    public async Task EveryAnswerForbidsContentSniffing()
+    {
+        var ok = await _client.FetchAsync("/health/live");
+        var problem = await _client.FetchAsync("/v1/operations/not-an-id");
+
+        Assert.Equal("nosniff", ok.Headers.GetValues("X-Content-Type-Options").Single());
+        Assert.Equal("nosniff", problem.Headers.GetValues("X-Content-Type-Options").Single());
+    }
+}
