@@ -1,5 +1,6 @@
 using System.Net;
 using Npgsql;
+using PollingApi.Operations.Handlers;
 using PollingApi.Tests.Infrastructure;
 
 namespace PollingApi.Tests;
@@ -68,6 +69,8 @@ public sealed class LedgerTests(PollingApiFactory factory) : IClassFixture<Polli
         Assert.Equal(type, transfer.Json.GetProperty("error").GetProperty("type").GetString());
         Assert.Empty(await EntriesAsync(transfer.Json.GetProperty("id").GetGuid()));
         Assert.Equal(1000, await BalanceAsync(from));
+        // A business failure is an outcome, not a fault: nothing about it is logged as a warning or with a stack trace.
+        Assert.DoesNotContain(factory.Logs.Entries, log => log.Exception is PermanentOperationFailureException);
     }
 
     [Fact]

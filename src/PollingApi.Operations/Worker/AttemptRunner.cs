@@ -91,7 +91,9 @@ internal sealed partial class AttemptRunner(
         catch (PermanentOperationFailureException ex)
         {
             await transactionScope.RollbackAsync().ConfigureAwait(false);
-            LogPermanentFailure(ex, ex.Type);
+            // A permanent failure is an outcome the handler chose (insufficient funds, say), not a fault of the
+            // service: logged with its type and title, without a stack trace.
+            LogPermanentFailure(ex.Type, ex.Title);
             await outcomes.FailAsync(operation, ex.Type, ex.Title, ex.Detail).ConfigureAwait(false);
             return;
         }
@@ -116,8 +118,8 @@ internal sealed partial class AttemptRunner(
     [LoggerMessage(Level = LogLevel.Information, Message = "Handler stopped on a cancellation request")]
     private partial void LogCancelled();
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed permanently with {ProblemType}")]
-    private partial void LogPermanentFailure(Exception exception, string problemType);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Operation failed permanently with {ProblemType}: {Title}")]
+    private partial void LogPermanentFailure(string problemType, string title);
 }
 
 /// <summary>The connection and transaction of a transactional handler's attempt, closed whatever happens.</summary>

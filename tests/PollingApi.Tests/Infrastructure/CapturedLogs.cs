@@ -30,9 +30,9 @@ public sealed class CapturedLogs : ILoggerProvider
             Func<TState, Exception?, string> formatter)
         {
             ArgumentNullException.ThrowIfNull(formatter);
-            entries.Enqueue(new CapturedLog(category, logLevel, formatter(state, exception)));
+            entries.Enqueue(new CapturedLog(category, logLevel, formatter(state, exception), exception));
         }
     }
 }
 
-public sealed record CapturedLog(string Category, LogLevel Level, string Message);
+public sealed record CapturedLog(string Category, LogLevel Level, string Message, Exception? Exception = null);
