@@ -237,6 +237,18 @@ if ! grep -qi '^x-content-type-options: *nosniff' "$HEADERS"; then
 fi
 echo "ok: no Server header, X-Content-Type-Options: nosniff"
 
+# A body the server cannot read (an invalid chunk size) is the client's fault: 400, not 500.
+hostport=${BASE_URL#*://}
+hostport=${hostport%%/*}
+exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+printf 'POST /v1/diagnostics/sleep HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n' "$hostport" >&3
+IFS= read -r -t 10 status_line <&3 || status_line="(no answer)"
+exec 3<&- 3>&-
+if [[ "$status_line" != "HTTP/1.1 400"* ]]; then
+  fail "POST with an invalid chunk size -> HTTP/1.1 400" "${status_line%$'\r'}"
+fi
+echo "ok: a body with an invalid chunk size -> 400"
+
 # 2. Submit a short sleep.
 submit_sleep '{"durationMs": 200}'
 echo "ok: sleep submitted -> 202 with Location/Operation-Location/Retry-After, operation $OP_ID"

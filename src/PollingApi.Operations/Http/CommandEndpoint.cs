@@ -196,6 +196,13 @@ internal static class CommandEndpoint
         {
             return new Body(default, Problems.PayloadTooLarge(limit));
         }
+        catch (BadHttpRequestException ex)
+        {
+            // The server could not read the body (invalid chunked encoding, sent too slowly, cut short): the client's
+            // fault, answered as such, not an unhandled exception.
+            return new Body(default, Problems.Create(ex.StatusCode, ProblemTypes.BadRequest, "The request body could not be read.",
+                "The body was cut short, sent too slowly, or its chunked encoding is invalid."));
+        }
 
         if (buffer.Length == 0)
         {
