@@ -8,8 +8,9 @@ internal sealed class CommandDescriptor
 {
     internal CommandDescriptor(string kind, string route, Type requestType, Type resultType, int? maxAttempts, bool transactional,
         Func<IServiceProvider, string, OperationContext, CancellationToken, Task<string>> execute,
-        Action<IEndpointRouteBuilder, CommandDescriptor> mapEndpoint)
+        Action<IEndpointRouteBuilder, CommandDescriptor> mapEndpoint, CommandReplay? replay = null)
     {
+        Replay = replay ?? CommandReplay.Allowed;
         Kind = kind;
         Route = route;
         RequestType = requestType;
@@ -32,6 +33,9 @@ internal sealed class CommandDescriptor
 
     /// <summary>Attempts for this kind; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</summary>
     public int? MaxAttempts { get; }
+
+    /// <summary>Whether and for how long a failed or cancelled operation of this kind may be replayed.</summary>
+    public CommandReplay Replay { get; }
 
     /// <summary>Whether the handler runs in the engine's transaction (see <see cref="Handlers.TransactionalOperationContext.Transaction"/>).</summary>
     public bool Transactional { get; }

@@ -49,6 +49,13 @@ public sealed class OperationsOptions
     /// <summary>The largest request body a command accepts, in bytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64 * 1024;
 
+    /// <summary>
+    /// How many unfinished (pending or running) operations a tenant may have; a submit beyond that is answered
+    /// <c>429 quota-exceeded</c>. 0 for no cap. Each node checks against a count at most a second old plus what it
+    /// accepted since, so several nodes together can let a tenant go over by what they accept within that second.
+    /// </summary>
+    public int MaxUnfinishedPerTenant { get; set; } = 10_000;
+
     /// <summary>The longest a request may wait for an operation to finish (<c>Prefer: wait</c>, <c>?wait=</c>).</summary>
     public TimeSpan MaxWait { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -118,6 +125,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
         Require(options.MaxRequestBodyBytes is >= 1024 and <= 16 * 1024 * 1024,
             $"Operations:MaxRequestBodyBytes must be 1024 to 16777216, not {options.MaxRequestBodyBytes}.");
 
+        Require(options.MaxUnfinishedPerTenant >= 0,
+            $"Operations:MaxUnfinishedPerTenant must be 0 (no cap) or more, not {options.MaxUnfinishedPerTenant}.");
         Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
             $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
         Require(options.CommitResolutionTimeout >= TimeSpan.FromMilliseconds(100) && options.CommitResolutionTimeout <= TimeSpan.FromMinutes(1),

@@ -10,7 +10,9 @@ using PollingApi.Operations.Consistency;
 using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
 using PollingApi.Operations.Lifecycle;
+using Microsoft.AspNetCore.Authorization;
 using PollingApi.Operations.Model;
+using PollingApi.Operations.Security;
 using PollingApi.Operations.Worker;
 using PollingApi.Operations.Storage;
 using Quartz;
@@ -100,6 +102,9 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<OperationStatistics>();
         services.AddSingleton<RetryAfterPolicy>();
 
+        services.AddSingleton<TenantQuota>();
+        AddSecurity(services);
+
         services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
         services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 
@@ -116,12 +121,35 @@ public static class OperationsServiceCollectionExtensions
         return new OperationsBuilder(services);
     }
 
+    /// <summary>
+    /// Who may call the API: API keys (<c>X-Api-Key</c>), JWT bearer tokens when <c>Authentication:Jwt</c> names an
+    /// authority and audience, anonymous development callers when <c>Authentication:AllowAnonymous</c> is on; a policy
+    /// per scope (<see cref="OperationScopes"/>); <c>401</c>/<c>403</c> answered as problems; a token bucket per tenant.
+    /// </summary>
+    private static void AddSecurity(IServiceCollection services)
+    {
+        services.AddOptions<CallerAuthenticationOptions>().BindConfiguration(CallerAuthenticationOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<CallerAuthenticationOptions>, CallerAuthenticationOptionsValidator>();
+        services.AddOptions<TenantRateLimitOptions>().BindConfiguration(TenantRateLimitOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<TenantRateLimitOptions>, TenantRateLimitOptionsValidator>();
+        services.AddSingleton<ApiKeyStore>();
+        services.AddSingleton<ApiKeyVerifier>();
+
+        CallerAuthentication.AddSchemes(services);
+        services.AddAuthorization(ScopePolicies.Add);
+        services.AddSingleton<IAuthorizationHandler, ScopeRequirementHandler>();
+        services.AddSingleton<IAuthorizationMiddlewareResultHandler, ProblemAuthorizationResultHandler>();
+        TenantRateLimiting.Add(services);
+    }
+
     /// <summary>Describes the response headers of the operations API in the OpenAPI document.</summary>
     public static OpenApiOptions AddOperationsTransformers(this OpenApiOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.AddOperationTransformer<ResponseDocumentationTransformer>();
         options.AddDocumentTransformer<OperationKindSchemaTransformer>();
+        options.AddDocumentTransformer<SecurityDocumentationTransformer>();
+        options.AddOperationTransformer<SecurityDocumentationTransformer>();
         return options;
     }
 
@@ -177,11 +205,13 @@ public sealed class OperationsBuilder
     /// <param name="kind">The stable name stored with each operation, e.g. <c>billing.invoice</c>.</param>
     /// <param name="route">The route to POST the command to, e.g. <c>/v1/billing/invoices</c>.</param>
     /// <param name="maxAttempts">Attempts per operation; null takes <see cref="OperationsOptions.DefaultMaxAttempts"/>.</param>
-    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
+    /// <param name="replay">Whether a failed or cancelled operation may be replayed; null is <see cref="CommandReplay.Allowed"/>.</param>
+    public OperationsBuilder AddCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null,
+        CommandReplay? replay = null)
         where TRequest : notnull
         where TResult : notnull
         where THandler : class, IOperationHandler<TRequest, TResult> =>
-        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, transactional: false, (handler, request, context, ct) =>
+        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, replay, transactional: false, (handler, request, context, ct) =>
             handler.HandleAsync(request, context, ct));
 
     /// <summary>
@@ -189,11 +219,12 @@ public sealed class OperationsBuilder
     /// (<see cref="TransactionalOperationContext.Transaction"/>): its database writes commit atomically with the
     /// <c>succeeded</c> transition, or not at all. Otherwise as <see cref="AddCommand{TRequest, TResult, THandler}"/>.
     /// </summary>
-    public OperationsBuilder AddTransactionalCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null)
+    public OperationsBuilder AddTransactionalCommand<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts = null,
+        CommandReplay? replay = null)
         where TRequest : notnull
         where TResult : notnull
         where THandler : class, ITransactionalOperationHandler<TRequest, TResult> =>
-        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, transactional: true, (handler, request, context, ct) =>
+        Add<TRequest, TResult, THandler>(kind, route, maxAttempts, replay, transactional: true, (handler, request, context, ct) =>
             handler.HandleAsync(request, (TransactionalOperationContext)context, ct));
 
     /// <summary>Adds the embedded SQL migrations of <paramref name="assembly"/> (resources under a <c>Migrations</c> folder).</summary>
@@ -211,7 +242,7 @@ public sealed class OperationsBuilder
         return this;
     }
 
-    private OperationsBuilder Add<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts, bool transactional,
+    private OperationsBuilder Add<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts, CommandReplay? replay, bool transactional,
         Func<THandler, TRequest, OperationContext, CancellationToken, Task<TResult>> handle)
         where TRequest : notnull
         where TResult : notnull
@@ -233,7 +264,7 @@ public sealed class OperationsBuilder
                 var result = await handle(services.GetRequiredService<THandler>(), request, context, cancellationToken).ConfigureAwait(false);
                 return JsonSerializer.Serialize(result, OperationJson.Options);
             },
-            CommandEndpoint.Map<TRequest>));
+            CommandEndpoint.Map<TRequest>, replay));
         return this;
     }
 }

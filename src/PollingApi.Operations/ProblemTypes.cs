@@ -25,6 +25,21 @@ public static class ProblemTypes
     public const string OperationStateConflict = Prefix + "operation-state-conflict";
     public const string InternalError = Prefix + "internal-error";
 
+    /// <summary>The operation's command does not allow this replay (see <see cref="CommandReplay"/>).</summary>
+    public const string ReplayNotAllowed = Prefix + "replay-not-allowed";
+
+    /// <summary>No credentials, or credentials that are not valid.</summary>
+    public const string Unauthorized = Prefix + "unauthorized";
+
+    /// <summary>Valid credentials without the scope the request needs.</summary>
+    public const string Forbidden = Prefix + "forbidden";
+
+    /// <summary>The caller sent more requests than its rate limit allows.</summary>
+    public const string RateLimited = Prefix + "rate-limited";
+
+    /// <summary>The tenant has as many unfinished operations as its quota allows.</summary>
+    public const string QuotaExceeded = Prefix + "quota-exceeded";
+
     /// <summary>A handler threw a permanent failure without naming its own type.</summary>
     public const string HandlerFailed = Prefix + "handler-failed";
 

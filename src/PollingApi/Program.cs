@@ -8,10 +8,35 @@ using PollingApi.Ledger;
 using PollingApi.Operations;
 using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
+using PollingApi.Operations.Security;
+using Microsoft.AspNetCore.HostFiltering;
 
+// "api-keys create|list|revoke" manages API keys instead of serving (see ApiKeysCommandLine).
+bool keysCommand = ApiKeysCommandLine.IsInvocation(args);
 var builder = WebApplication.CreateBuilder(args);
-// Answers do not name the server software.
-builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+if (keysCommand)
+{
+    // Standard output carries the command's answer (a new key) and nothing else.
+    builder.Logging.ClearProviders().AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
+        .SetMinimumLevel(LogLevel.Warning);
+}
+
+builder.WebHost.ConfigureKestrel((context, kestrel) =>
+{
+    // Answers do not name the server software.
+    kestrel.AddServerHeader = false;
+    // Connection, header and keep-alive limits (see docs/security.md).
+    context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits);
+});
+// AllowedHosts is enforced by AllowedHostsFilter, after the forwarded headers are applied and with a problem answer.
+builder.Services.PostConfigure<HostFilteringOptions>(hosts => hosts.AllowedHosts = ["*"]);
+
+if (keysCommand && string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString(LocalDatabase.ConnectionStringName)))
+{
+    await Console.Error.WriteLineAsync(
+        "api-keys needs the database the API uses: set ConnectionStrings__Operations (a throwaway local cluster keeps no keys).");
+    return 2;
+}
 
 var (connectionString, localCluster) = await LocalDatabase.ResolveAsync(builder.Configuration, CancellationToken.None);
 await using var disposeLocalCluster = localCluster;
@@ -34,17 +59,25 @@ builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders.Apply);
 
 var operations = builder.Services.AddOperations(builder.Configuration, connectionString)
     .AddLedger();
-if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<DiagnosticsOptions>()?.Enabled ?? true)
+if (builder.Configuration.GetSection(DiagnosticsOptions.SectionName).Get<DiagnosticsOptions>()?.Enabled ?? false)
 {
     operations.AddCommand<SleepRequest, SleepResult, SleepHandler>("diagnostics.sleep", "/v1/diagnostics/sleep");
 }
 
 var app = builder.Build();
+if (keysCommand)
+{
+    return await ApiKeysCommandLine.RunAsync(args, app.Services, Console.Out, Console.Error, CancellationToken.None);
+}
+
+AccessWarnings.Log(app);
 
 if (forwardedHeaders.Enabled)
 {
     app.UseForwardedHeaders();
 }
+
+app.UseAllowedHosts();
 
 // Clients take every answer as the media type it declares.
 app.Use((context, next) =>
@@ -54,6 +87,7 @@ app.Use((context, next) =>
 });
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseOperationsSecurity();
 
 app.MapOpenApi();
 app.UseSwaggerUI(ui =>
@@ -70,6 +104,7 @@ if (app.Services.GetRequiredService<IOptions<OperationsOptions>>().Value.Role !=
 }
 
 await app.RunAsync();
+return 0;
 
 /// <summary>The API host; public so that tests can start it.</summary>
 public partial class Program;

@@ -4,8 +4,8 @@ using NetArchTest.Rules;
 namespace PollingApi.Operations.Tests;
 
 /// <summary>
-/// The engine's layers point one way: Http -> Lifecycle -> {Worker, Consistency, Storage} -> Model, with the handler
-/// API and the options as the public face every layer may use. Read from the compiled assembly, so a dependency that
+/// The engine's layers point one way: Http -> {Lifecycle, Security} and Lifecycle -> {Worker, Consistency, Storage} -> Model,
+/// Security (who the caller is) -> Storage (the keys), with the handler API and the options as the public face every layer may use. Read from the compiled assembly, so a dependency that
 /// sneaks in through a fully qualified name counts as much as a <c>using</c>.
 /// </summary>
 public sealed class LayerTests
@@ -15,12 +15,13 @@ public sealed class LayerTests
 
     public static TheoryData<string, string[]> Layers => new()
     {
-        { "Model", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Http"] },
-        { "Handlers", ["Storage", "Worker", "Consistency", "Lifecycle", "Http"] },
-        { "Storage", ["Worker", "Consistency", "Lifecycle", "Http"] },
-        { "Consistency", ["Worker", "Lifecycle", "Http"] },
-        { "Worker", ["Lifecycle", "Http"] },
-        { "Lifecycle", ["Http"] },
+        { "Model", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
+        { "Handlers", ["Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
+        { "Storage", ["Worker", "Consistency", "Lifecycle", "Security", "Http"] },
+        { "Consistency", ["Worker", "Lifecycle", "Security", "Http"] },
+        { "Worker", ["Lifecycle", "Security", "Http"] },
+        { "Lifecycle", ["Security", "Http"] },
+        { "Security", ["Worker", "Consistency", "Lifecycle", "Http"] },
     };
 
     [Theory]
@@ -52,6 +53,7 @@ public sealed class LayerTests
     {
         string[] expected =
         [
+            "PollingApi.Operations.CommandReplay",
             "PollingApi.Operations.ConsistencyFinding",
             "PollingApi.Operations.Handlers.IOperationHandler`2",
             "PollingApi.Operations.Handlers.ITransactionalOperationHandler`2",
@@ -64,11 +66,15 @@ public sealed class LayerTests
             "PollingApi.Operations.Http.ResponseHeader",
             "PollingApi.Operations.Http.ResponseHeaders",
             "PollingApi.Operations.IConsistencyCheck",
+            "PollingApi.Operations.Model.OperationCaller",
             "PollingApi.Operations.OperationsBuilder",
             "PollingApi.Operations.OperationsOptions",
             "PollingApi.Operations.OperationsRole",
             "PollingApi.Operations.OperationsServiceCollectionExtensions",
             "PollingApi.Operations.ProblemTypes",
+            "PollingApi.Operations.Security.ApiKeysCommandLine",
+            "PollingApi.Operations.Security.OperationCallerExtensions",
+            "PollingApi.Operations.Security.OperationScopes",
         ];
 
         var exported = Assembly.GetExportedTypes().Select(type => type.FullName!).Order(StringComparer.Ordinal).ToArray();

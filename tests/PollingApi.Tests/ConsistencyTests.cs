@@ -21,7 +21,7 @@ public sealed class ConsistencyTests(CorruptiblePollingApiFactory factory) : ICl
     [Fact]
     public async Task TheConsistencyCheckReportsEachKindOfHoleWithItsIdsAndAnAction()
     {
-        var client = factory.CreateClient();
+        var client = factory.CreateClient(await factory.CreateApiKeyAsync("operators", "admin"));
         var clean = await client.FetchAsync("/v1/admin/consistency");
         Assert.Equal(HttpStatusCode.OK, clean.Status);
         Assert.Empty(clean.Json.GetProperty("findings").EnumerateArray());
@@ -34,14 +34,14 @@ public sealed class ConsistencyTests(CorruptiblePollingApiFactory factory) : ICl
             await using var corrupt = new NpgsqlCommand("""
                 INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
                                         created_at, updated_at, completed_at)
-                VALUES (@stuckRunning, 'default', 'diagnostics.sleep', 'running', '{}', 1, 5, now(), 'gone-node', now() - interval '5 hours',
+                VALUES (@stuckRunning, 'dev', 'diagnostics.sleep', 'running', '{}', 1, 5, now(), 'gone-node', now() - interval '5 hours',
                         now(), now(), NULL),
-                       (@stalePending, 'default', 'diagnostics.sleep', 'pending', '{}', 0, 5, now() - interval '1 hour', NULL, NULL,
+                       (@stalePending, 'dev', 'diagnostics.sleep', 'pending', '{}', 0, 5, now() - interval '1 hour', NULL, NULL,
                         now(), now(), NULL),
-                       (@unbalanced, 'default', 'transfers.create', 'succeeded', '{}', 1, 5, now(), NULL, NULL, now(), now(), now()),
-                       (@withoutEntries, 'default', 'transfers.create', 'succeeded', '{}', 1, 5, now(), NULL, NULL, now(), now(), now()),
-                       (@failedWithEntries, 'default', 'transfers.create', 'failed', '{}', 1, 5, now(), NULL, NULL, now(), now(), now());
-                INSERT INTO accounts (id, currency, balance, created_at) VALUES (@account, 'EUR', 999, now());
+                       (@unbalanced, 'dev', 'transfers.create', 'succeeded', '{}', 1, 5, now(), NULL, NULL, now(), now(), now()),
+                       (@withoutEntries, 'dev', 'transfers.create', 'succeeded', '{}', 1, 5, now(), NULL, NULL, now(), now(), now()),
+                       (@failedWithEntries, 'dev', 'transfers.create', 'failed', '{}', 1, 5, now(), NULL, NULL, now(), now(), now());
+                INSERT INTO accounts (id, tenant, currency, balance, created_at) VALUES (@account, 'dev', 'EUR', 999, now());
                 INSERT INTO ledger_entries (operation_id, account_id, amount, created_at)
                 VALUES (@unbalanced, @account, -10, now()), (@failedWithEntries, @account, -5, now()), (@failedWithEntries, @account, 5, now());
                 """, connection);

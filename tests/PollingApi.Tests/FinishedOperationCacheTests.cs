@@ -70,9 +70,9 @@ public sealed class FinishedOperationCacheTests(ApiOnlyPollingApiFactory factory
         await using (var otherNode = NpgsqlDataSource.Create(factory.DatabaseConnectionString))
         {
             var store = new Operations.Storage.OperationStore(otherNode);
-            Assert.True(await store.DeleteTerminalAsync(deleted, "default", CancellationToken.None));
-            var failed = await store.FindAsync(retried, "default", CancellationToken.None);
-            Assert.NotNull(await store.RetryAsync(retried, "default", failed!.Version, TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None));
+            Assert.True(await store.DeleteTerminalAsync(deleted, "dev", CancellationToken.None));
+            var failed = await store.FindAsync(retried, "dev", CancellationToken.None);
+            Assert.NotNull(await store.RetryAsync(retried, "dev", failed!.Version, TimeProvider.System.GetUtcNow().UtcDateTime, CancellationToken.None));
         }
 
         await Eventually.WaitUntilAsync(async () => (await _client.FetchAsync($"/v1/operations/{deleted}")).Status == HttpStatusCode.NotFound, Deadline);
@@ -89,23 +89,23 @@ public sealed class FinishedOperationCacheTests(ApiOnlyPollingApiFactory factory
         var cache = factory.Services.GetRequiredService<FinishedOperationCache>();
         var id = await FinishedOperationAsync("succeeded");
         var row = await factory.Services.GetRequiredService<Operations.Storage.OperationStore>()
-            .FindAsync(id, "default", CancellationToken.None);
+            .FindAsync(id, "dev", CancellationToken.None);
         Assert.NotNull(row);
         var now = TimeProvider.System.GetUtcNow().UtcDateTime;
 
         long before = cache.Generation;
         cache.Forget(Guid.CreateVersion7());
         cache.Offer(row, before);
-        Assert.False(cache.TryGet(id, "default", now, out _), "a forget happened between the read and the offer");
+        Assert.False(cache.TryGet(id, "dev", now, out _), "a forget happened between the read and the offer");
 
         cache.Offer(row, cache.Generation);
-        Assert.True(cache.TryGet(id, "default", now, out var cached));
+        Assert.True(cache.TryGet(id, "dev", now, out var cached));
         Assert.Equal(row, cached);
         Assert.False(cache.TryGet(id, "someone-else", now, out _), "a copy is served to its owner only");
-        Assert.False(cache.TryGet(id, "default", now + TimeSpan.FromDays(7), out _), "a copy old enough to be purged is not served");
+        Assert.False(cache.TryGet(id, "dev", now + TimeSpan.FromDays(7), out _), "a copy old enough to be purged is not served");
 
         cache.Offer(row with { Status = "running", CompletedAt = null }, cache.Generation);
-        Assert.True(cache.TryGet(id, "default", now, out var stillFinished), "an unfinished row is never offered over a finished one");
+        Assert.True(cache.TryGet(id, "dev", now, out var stillFinished), "an unfinished row is never offered over a finished one");
         Assert.Equal("succeeded", stillFinished.Status);
     }
 

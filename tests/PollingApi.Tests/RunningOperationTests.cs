@@ -50,7 +50,7 @@ public sealed class RunningOperationTests(PollingApiFactory factory) : IClassFix
             await using var history = new NpgsqlCommand("""
                 INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
                                         created_at, updated_at, started_at, completed_at, result)
-                SELECT gen_random_uuid(), 'default', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
+                SELECT gen_random_uuid(), 'dev', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
                        now() - interval '13 seconds', now(), now() - interval '12 seconds', now(), '{}'
                 FROM generate_series(1, 20)
                 """, connection);
@@ -82,9 +82,9 @@ public sealed class RunningOperationTests(PollingApiFactory factory) : IClassFix
             await using var insert = new NpgsqlCommand("""
                 INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
                                         created_at, updated_at, completed_at, result)
-                VALUES (@old, 'default', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
+                VALUES (@old, 'dev', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
                         now() - interval '10 days', now() - interval '9 days', now() - interval '9 days', '{}'),
-                       (@recent, 'default', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
+                       (@recent, 'dev', 'diagnostics.sleep', 'succeeded', '{}', 1, 5, now(),
                         now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', '{}')
                 """, connection);
             insert.Parameters.AddWithValue("old", old);

@@ -72,7 +72,7 @@ public sealed class SubmitCommandTests(ApiOnlyPollingApiFactory factory) : IClas
         var row = await factory.Operations.GetAsync(id);
         Assert.Equal("pending", row.Status);
         Assert.Equal("diagnostics.sleep", row.Kind);
-        Assert.Equal("default", row.Owner);
+        Assert.Equal("dev", row.Owner);
         Assert.Equal(0, row.Attempts);
         Assert.Equal(5, row.MaxAttempts);
         Assert.Null(row.Result);

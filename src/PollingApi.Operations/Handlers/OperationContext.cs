@@ -7,10 +7,11 @@ public class OperationContext
 {
     private readonly Func<int, string?, CancellationToken, Task> _reportProgress;
 
-    internal OperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
+    internal OperationContext(Guid operationId, string tenant, string kind, int attempt, int maxAttempts,
         Func<int, string?, CancellationToken, Task> reportProgress)
     {
         OperationId = operationId;
+        Tenant = tenant;
         Kind = kind;
         Attempt = attempt;
         MaxAttempts = maxAttempts;
@@ -19,6 +20,12 @@ public class OperationContext
 
     /// <summary>The operation's id.</summary>
     public Guid OperationId { get; }
+
+    /// <summary>
+    /// The tenant that submitted the operation. What the handler reads or writes on the caller's behalf must belong to
+    /// this tenant: another tenant's data is to be treated as not there.
+    /// </summary>
+    public string Tenant { get; }
 
     /// <summary>The command kind, e.g. <c>diagnostics.sleep</c>.</summary>
     public string Kind { get; }
@@ -52,9 +59,9 @@ public class OperationContext
 /// </summary>
 public sealed class TransactionalOperationContext : OperationContext
 {
-    internal TransactionalOperationContext(Guid operationId, string kind, int attempt, int maxAttempts,
+    internal TransactionalOperationContext(Guid operationId, string tenant, string kind, int attempt, int maxAttempts,
         Func<int, string?, CancellationToken, Task> reportProgress, NpgsqlTransaction transaction)
-        : base(operationId, kind, attempt, maxAttempts, reportProgress)
+        : base(operationId, tenant, kind, attempt, maxAttempts, reportProgress)
     {
         Transaction = transaction;
     }

@@ -13,6 +13,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Lifecycle;
 using PollingApi.Operations.Model;
+using PollingApi.Operations.Security;
 
 namespace PollingApi.Operations.Http;
 
@@ -34,6 +35,7 @@ internal static class CommandEndpoint
                     IOptions<OperationsOptions> options, CancellationToken cancellationToken) =>
                 SubmitAsync<TRequest>(http, command, submitter, retryAfter, options.Value, cancellationToken))
             .WithTags("Commands")
+            .RequiresScope(OperationScopes.Submit)
             .WithName("Submit" + name)
             .WithSummary($"Submit a {command.Kind} command")
             .WithDescription($"""
@@ -58,6 +60,9 @@ internal static class CommandEndpoint
                 "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), or the Idempotency-Key is invalid (invalid-idempotency-key).")
             .RespondsWithProblem(StatusCodes.Status422UnprocessableEntity,
                 "The Idempotency-Key was already used for a different request (idempotency-key-reused).")
+            .RespondsWithProblem(StatusCodes.Status429TooManyRequests,
+                "The tenant's rate limit is reached (rate-limited), or it has as many unfinished operations as its quota allows " +
+                "(quota-exceeded: nothing was stored); retry after Retry-After seconds.", ResponseHeaders.RetryAfter)
             .RespondsWithProblem(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large).")
             .RespondsWithProblem(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.")
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable,
@@ -120,13 +125,19 @@ internal static class CommandEndpoint
 
         string payload = JsonSerializer.Serialize(request, OperationJson.Options);
         var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
-        var submission = new Submission(command, payload, idempotencyKey,
+        var submission = new Submission(CallerClaims.Caller(http.User), command, payload, idempotencyKey,
             idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload), wait, Activity.Current?.Id);
         var submitted = await submitter.SubmitAsync(submission, cancellationToken).ConfigureAwait(false);
         switch (submitted.Status)
         {
             case SubmitStatus.KeyReused:
                 return Problems.IdempotencyKeyReused(submitted.OperationId);
+            case SubmitStatus.QuotaExceeded:
+                http.Response.Headers.RetryAfter = retryAfter.SecondsWhenOverQuota().ToString(CultureInfo.InvariantCulture);
+                return Problems.Create(StatusCodes.Status429TooManyRequests, ProblemTypes.QuotaExceeded,
+                    "The tenant has too many unfinished operations.",
+                    $"This tenant may have {options.MaxUnfinishedPerTenant} pending or running operations at a time, and has that many; " +
+                    "submit again when some have finished. Nothing was stored.");
             case SubmitStatus.OutcomeUnknown:
                 return OperationResponses.CommitOutcomeUnknown(http, submitted.OperationId, retryAfter,
                     $"Operation {submitted.OperationId} may have been stored: the connection to the database failed after the write was sent, " +

@@ -62,6 +62,19 @@ internal static class ResponseDeclarations
     public static RouteHandlerBuilder Responds(this RouteHandlerBuilder builder, int status, string description, params ResponseHeader[] headers) =>
         builder.WithMetadata(new ResponseDocumentation(status, description, headers));
 
+    /// <summary>The endpoint needs <paramref name="scope"/>: authorized by that policy, with the answers to callers without it.</summary>
+    public static RouteHandlerBuilder RequiresScope(this RouteHandlerBuilder builder, string scope) =>
+        builder.RequireAuthorization(scope).RespondsToCallers(scope);
+
+    /// <summary>The answers every authorized endpoint may give before it runs: 401, 403 (without <paramref name="scope"/>) and 429.</summary>
+    public static RouteHandlerBuilder RespondsToCallers(this RouteHandlerBuilder builder, string scope) => builder
+        .RespondsWithProblem(StatusCodes.Status401Unauthorized,
+            "No valid credentials: send an API key in X-Api-Key, or a bearer token where tokens are accepted (unauthorized).",
+            ResponseHeaders.WwwAuthenticate)
+        .RespondsWithProblem(StatusCodes.Status403Forbidden, $"The credentials do not have the scope {scope} (forbidden).")
+        .RespondsWithProblem(StatusCodes.Status429TooManyRequests,
+            "The tenant's rate limit is reached (rate-limited): retry after Retry-After seconds.", ResponseHeaders.RetryAfter);
+
     /// <summary>An <c>application/problem+json</c> answer: its status, description and headers.</summary>
     public static RouteHandlerBuilder RespondsWithProblem(this RouteHandlerBuilder builder, int status, string description,
         params ResponseHeader[] headers) =>

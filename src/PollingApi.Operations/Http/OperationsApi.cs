@@ -6,12 +6,29 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Lifecycle;
+using PollingApi.Operations.Security;
 
 namespace PollingApi.Operations.Http;
 
 /// <summary>Maps <c>/v1/operations</c> (the status monitors and their management) and the route of every registered command.</summary>
 public static class OperationsApi
 {
+    /// <summary>
+    /// Signs callers in, applies the per-tenant rate limit and authorizes each request by its endpoint's scope, in that
+    /// order. Call after the exception handler and before the endpoints.
+    /// </summary>
+    public static IApplicationBuilder UseOperationsSecurity(this IApplicationBuilder app)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        return app.UseAuthentication().UseRateLimiter().UseAuthorization();
+    }
+
+    /// <summary>
+    /// The endpoint needs <paramref name="scope"/> (one of <see cref="OperationScopes"/>); the OpenAPI document lists the
+    /// 401, 403 and 429 answers of callers without it.
+    /// </summary>
+    public static RouteHandlerBuilder RequireScope(this RouteHandlerBuilder builder, string scope) => builder.RequiresScope(scope);
+
     public static IEndpointRouteBuilder MapOperations(this IEndpointRouteBuilder endpoints)
     {
         // A worker node runs handlers and answers health checks; the API is served by the api (and all) nodes.
@@ -23,6 +40,7 @@ public static class OperationsApi
         var operations = endpoints.MapGroup(OperationLinkBuilder.Prefix).WithTags("Operations");
 
         operations.MapGet("/", ListOperationsAsync)
+            .RequiresScope(OperationScopes.Read)
             .WithName("ListOperations")
             .WithSummary("List operations")
             .WithDescription("""
@@ -36,6 +54,7 @@ public static class OperationsApi
         var operation = operations.MapGroup("/{id}").AddEndpointFilter(OperationRouteId.RejectInvalidAsync);
 
         operation.MapGet("/", GetOperationAsync)
+            .RequiresScope(OperationScopes.Read)
             .WithName("GetOperation")
             .WithSummary("Get an operation's status")
             .WithDescription("""
@@ -59,6 +78,7 @@ public static class OperationsApi
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
 
         operation.MapPost("/cancel", CancelOperationAsync)
+            .RequiresScope(OperationScopes.Manage)
             .WithName("CancelOperation")
             .WithSummary("Cancel an operation")
             .WithDescription("""
@@ -73,6 +93,7 @@ public static class OperationsApi
             .RespondsAsAChange("The operation already succeeded or failed (operation-state-conflict; currentStatus says which).");
 
         operation.MapPost("/retry", RetryOperationAsync)
+            .RequiresScope(OperationScopes.Manage)
             .WithName("RetryOperation")
             .WithSummary("Run a failed or cancelled operation again")
             .WithDescription("""
@@ -84,9 +105,11 @@ public static class OperationsApi
                 "lost acknowledgement to be settled.", ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag)
             .Responds(StatusCodes.Status202Accepted, "The operation is pending again: poll its Location.",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag)
-            .RespondsAsAChange("The operation is not failed or cancelled (operation-state-conflict; currentStatus says what it is).");
+            .RespondsAsAChange("The operation is not failed or cancelled (operation-state-conflict; currentStatus says what it is), " +
+                "or its command does not allow this replay (replay-not-allowed: never, not this long after it ended, or not after a business failure).");
 
         operation.MapDelete("/", DeleteOperationAsync)
+            .RequiresScope(OperationScopes.Manage)
             .WithName("DeleteOperation")
             .WithSummary("Forget a finished operation")
             .WithDescription("Deletes a succeeded, failed or cancelled operation (`204`). One that is not done is a `409`: cancel it first.")
@@ -94,6 +117,7 @@ public static class OperationsApi
             .RespondsAsAChange("The operation is pending or running (operation-state-conflict; currentStatus says which).");
 
         endpoints.MapGroup("/v1/admin").WithTags("Admin")
+            .RequireAuthorization(OperationScopes.Admin)
             .MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")
@@ -104,6 +128,7 @@ public static class OperationsApi
                 Each finding names the ids involved and the action to take. An empty `findings` list means consistent.
                 """)
             .Responds(StatusCodes.Status200OK, "The findings; empty when consistent.")
+            .RespondsToCallers(OperationScopes.Admin)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
 
         var commands = endpoints.ServiceProvider.GetRequiredService<CommandRegistry>();
@@ -143,14 +168,14 @@ public static class OperationsApi
             return Problems.Validation(errors);
         }
 
-        var rows = await queries.ListAsync(query, cancellationToken).ConfigureAwait(false);
+        var rows = await queries.ListAsync(CallerClaims.Caller(http.User), query, cancellationToken).ConfigureAwait(false);
         var page = rows.Take(query.Limit).ToList();
         string? next = rows.Count > query.Limit ? OperationPageRequest.CursorAfter(page[^1].Id) : null;
         return TypedResults.Ok(new OperationPage([.. page.Select(row => OperationResource.From(row, http.Request))], next));
     }
 
     internal static async Task<Results<OperationResult, ValidationProblem, ProblemHttpResult>> GetOperationAsync(OperationRouteId id,
-        OperationQueries queries, IOptions<OperationsOptions> options, CancellationToken cancellationToken, string? wait = null)
+        HttpContext http, OperationQueries queries, IOptions<OperationsOptions> options, CancellationToken cancellationToken, string? wait = null)
     {
         if (!TryParseWait(wait, options.Value.MaxWait, out var waitFor))
         {
@@ -160,23 +185,23 @@ public static class OperationsApi
             });
         }
 
-        var found = await queries.GetAsync(id.Value, waitFor, cancellationToken).ConfigureAwait(false);
+        var found = await queries.GetAsync(CallerClaims.Caller(http.User), id.Value, waitFor, cancellationToken).ConfigureAwait(false);
         return found.Row is { } row ? new OperationResult(row) : Missing(id.Value, found.Expired, options.Value);
     }
 
     internal static async Task<Results<OperationResult, ProblemHttpResult>> CancelOperationAsync(OperationRouteId id, HttpContext http,
         OperationChanges changes, RetryAfterPolicy retryAfter, IOptions<OperationsOptions> options, CancellationToken cancellationToken) =>
-        Answer(await changes.CancelAsync(id.Value, cancellationToken).ConfigureAwait(false), "cancellation", id.Value, http, retryAfter, options.Value);
+        Answer(await changes.CancelAsync(CallerClaims.Caller(http.User), id.Value, cancellationToken).ConfigureAwait(false), "cancellation", id.Value, http, retryAfter, options.Value);
 
     internal static async Task<Results<OperationResult, ProblemHttpResult>> RetryOperationAsync(OperationRouteId id, HttpContext http,
         OperationChanges changes, RetryAfterPolicy retryAfter, IOptions<OperationsOptions> options, CancellationToken cancellationToken) =>
-        Answer(await changes.RetryAsync(id.Value, cancellationToken).ConfigureAwait(false), "retry", id.Value, http, retryAfter, options.Value,
+        Answer(await changes.RetryAsync(CallerClaims.Caller(http.User), id.Value, cancellationToken).ConfigureAwait(false), "retry", id.Value, http, retryAfter, options.Value,
             withLocation: true);
 
     internal static async Task<Results<NoContent, ProblemHttpResult>> DeleteOperationAsync(OperationRouteId id, HttpContext http,
         OperationChanges changes, RetryAfterPolicy retryAfter, IOptions<OperationsOptions> options, CancellationToken cancellationToken)
     {
-        var result = await changes.DeleteAsync(id.Value, cancellationToken).ConfigureAwait(false);
+        var result = await changes.DeleteAsync(CallerClaims.Caller(http.User), id.Value, cancellationToken).ConfigureAwait(false);
         return result.Status == ChangeStatus.Changed
             ? TypedResults.NoContent()
             : Problem(result, "delete", id.Value, http, retryAfter, options.Value);
@@ -194,6 +219,7 @@ public static class OperationsApi
     {
         ChangeStatus.Missing => Missing(id, result.Expired, options),
         ChangeStatus.Conflict => Problems.StateConflict(result.Row!, result.Rule!),
+        ChangeStatus.Refused => Problems.ReplayNotAllowed(result.Row!, result.Rule!),
         ChangeStatus.OutcomeUnknown => OperationResponses.CommitOutcomeUnknown(http, id, retryAfter,
             $"The {change} of operation {id} may have been applied: the connection to the database failed after the change was sent, " +
             "and whether it was committed could not be confirmed in time. GET the operation's Location once the service answers again to see its state."),

@@ -41,6 +41,14 @@ internal static class Problems
             type: ProblemTypes.OperationStateConflict,
             extensions: new Dictionary<string, object?> { ["currentStatus"] = current.Status });
 
+    public static ProblemHttpResult ReplayNotAllowed(OperationRow current, string rule) =>
+        TypedResults.Problem(
+            detail: $"The operation is {current.Status}, and {rule}.",
+            statusCode: StatusCodes.Status409Conflict,
+            title: "The operation's command does not allow this replay.",
+            type: ProblemTypes.ReplayNotAllowed,
+            extensions: new Dictionary<string, object?> { ["currentStatus"] = current.Status });
+
     public static ProblemHttpResult InvalidIdempotencyKey() =>
         Create(StatusCodes.Status400BadRequest, ProblemTypes.InvalidIdempotencyKey, "The Idempotency-Key header is invalid.",
             "An Idempotency-Key is 1 to 255 printable ASCII characters (no control characters).");

@@ -24,6 +24,9 @@ public static class ResponseHeaders
     public static readonly ResponseHeader PreferenceApplied = new("Preference-Applied",
         "wait=N when the request was held up to N seconds (Prefer: wait) and the operation finished in time.", "string", Required: false);
 
+    public static readonly ResponseHeader WwwAuthenticate = new("WWW-Authenticate",
+        "The ways to authenticate: ApiKey header=\"X-Api-Key\", and Bearer where tokens are accepted.", "string");
+
     public static readonly ResponseHeader OperationLocation = new("Operation-Location",
         "The absolute URL of the operation's status monitor (the same as Location, for Azure-style pollers).", "string", "uri");
 }

@@ -35,6 +35,9 @@ internal sealed class RetryAfterPolicy(IOptions<OperationsOptions> options, Oper
     }
 
     /// <summary>The advice for a caller told that the database is unavailable.</summary>
+    /// <summary>After a quota refusal: long enough for some of the tenant's operations to finish.</summary>
+    public int SecondsWhenOverQuota() => Clamp(options.Value.RetryAfterMin.TotalSeconds * 5);
+
     public int SecondsWhenUnavailable() => Clamp(options.Value.RetryAfterMin.TotalSeconds * 5);
 
     private int Clamp(double seconds)

@@ -15,6 +15,9 @@ internal enum ChangeStatus
     /// <summary>Not allowed in the operation's state; <see cref="ChangeResult.Row"/> is the operation, <see cref="ChangeResult.Rule"/> the rule.</summary>
     Conflict,
 
+    /// <summary>The operation's command does not allow the change; <see cref="ChangeResult.Rule"/> says why.</summary>
+    Refused,
+
     /// <summary>The operation kept changing state while the change was tried.</summary>
     Busy,
 
@@ -27,6 +30,8 @@ internal sealed record ChangeResult(ChangeStatus Status, OperationRow? Row = nul
     public static ChangeResult Changed(OperationRow? row) => new(ChangeStatus.Changed, row);
 
     public static ChangeResult Conflict(OperationRow row, string rule) => new(ChangeStatus.Conflict, row, rule);
+
+    public static ChangeResult Refused(OperationRow row, string rule) => new(ChangeStatus.Refused, row, rule);
 }
 
 /// <summary>
@@ -37,6 +42,7 @@ internal sealed record ChangeResult(ChangeStatus Status, OperationRow? Row = nul
 internal sealed class OperationChanges(
     OperationStore store,
     OperationQueries queries,
+    CommandRegistry commands,
     CommitOutcomeResolver resolver,
     OperationSignals signals,
     TimeProvider timeProvider)
@@ -49,10 +55,10 @@ internal sealed class OperationChanges(
     /// A pending operation is cancelled at once; a running one has cancellation requested (its handler's token fires
     /// wherever it runs). Cancelling is idempotent, so an unknown outcome is settled by running it again.
     /// </summary>
-    public Task<ChangeResult> CancelAsync(Guid id, CancellationToken cancellationToken)
+    public Task<ChangeResult> CancelAsync(OperationCaller caller, Guid id, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow().UtcDateTime;
-        return ChangeAsync("cancellation", (settling, ct) => CancelAsync(id, now, settling, ct), cancellationToken);
+        return ChangeAsync("cancellation", (settling, ct) => CancelAsync(caller.OwnerFilter, id, now, settling, ct), cancellationToken);
     }
 
     /// <summary>
@@ -61,13 +67,13 @@ internal sealed class OperationChanges(
     /// when settling, a later version means the retry whose acknowledgement was lost (or a concurrent one) was applied,
     /// and the same version means it was not: it is sent again.
     /// </summary>
-    public Task<ChangeResult> RetryAsync(Guid id, CancellationToken cancellationToken)
+    public Task<ChangeResult> RetryAsync(OperationCaller caller, Guid id, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow().UtcDateTime;
         int? sentAtVersion = null;
         return ChangeAsync("retry", async (settling, ct) =>
         {
-            var current = await store.FindAsync(id, OperationOwner.Default, ct).ConfigureAwait(false);
+            var current = await store.FindAsync(id, caller.OwnerFilter, ct).ConfigureAwait(false);
             if (current is null)
             {
                 return MissingResult(id);
@@ -83,9 +89,14 @@ internal sealed class OperationChanges(
                 return ChangeResult.Conflict(current, RetryRule);
             }
 
+            if (commands.Find(current.Kind)?.Replay.RefusalFor(current, now) is { } refusal)
+            {
+                return ChangeResult.Refused(current, refusal);
+            }
+
             sentAtVersion = current.Version;
-            var retried = await store.RetryAsync(id, OperationOwner.Default, current.Version, now, ct).ConfigureAwait(false);
-            return retried is not null ? Retried(retried) : await NotChangedAsync(id, RetryRule, ct).ConfigureAwait(false);
+            var retried = await store.RetryAsync(id, caller.OwnerFilter, current.Version, now, ct).ConfigureAwait(false);
+            return retried is not null ? Retried(retried) : await NotChangedAsync(caller.OwnerFilter, id, RetryRule, ct).ConfigureAwait(false);
         }, cancellationToken);
 
         ChangeResult Retried(OperationRow row)
@@ -100,25 +111,25 @@ internal sealed class OperationChanges(
     /// Forgets a finished operation. Settling a delete whose acknowledgement was lost, an operation that is gone counts
     /// as deleted (by that delete, or another).
     /// </summary>
-    public Task<ChangeResult> DeleteAsync(Guid id, CancellationToken cancellationToken) =>
+    public Task<ChangeResult> DeleteAsync(OperationCaller caller, Guid id, CancellationToken cancellationToken) =>
         ChangeAsync("delete", async (settling, ct) =>
         {
-            if (await store.DeleteTerminalAsync(id, OperationOwner.Default, ct).ConfigureAwait(false)
-                || (settling && await store.FindAsync(id, OperationOwner.Default, ct).ConfigureAwait(false) is null))
+            if (await store.DeleteTerminalAsync(id, caller.OwnerFilter, ct).ConfigureAwait(false)
+                || (settling && await store.FindAsync(id, caller.OwnerFilter, ct).ConfigureAwait(false) is null))
             {
                 signals.Forgotten(id);
                 return ChangeResult.Changed(null);
             }
 
-            return await NotChangedAsync(id, DeleteRule, ct).ConfigureAwait(false);
+            return await NotChangedAsync(caller.OwnerFilter, id, DeleteRule, ct).ConfigureAwait(false);
         }, cancellationToken);
 
-    private async Task<ChangeResult> CancelAsync(Guid id, DateTime now, bool settling, CancellationToken cancellationToken)
+    private async Task<ChangeResult> CancelAsync(string? owner, Guid id, DateTime now, bool settling, CancellationToken cancellationToken)
     {
         // A pending operation can turn running between two statements, so try each transition in turn.
         for (int round = 0; round < 3; round++)
         {
-            var cancelled = await store.CancelPendingAsync(id, OperationOwner.Default, OperationErrors.Cancelled, now, cancellationToken)
+            var cancelled = await store.CancelPendingAsync(id, owner, OperationErrors.Cancelled, now, cancellationToken)
                 .ConfigureAwait(false);
             if (cancelled is not null)
             {
@@ -126,14 +137,14 @@ internal sealed class OperationChanges(
                 return ChangeResult.Changed(cancelled);
             }
 
-            var requested = await store.RequestCancelAsync(id, OperationOwner.Default, now, cancellationToken).ConfigureAwait(false);
+            var requested = await store.RequestCancelAsync(id, owner, now, cancellationToken).ConfigureAwait(false);
             if (requested is not null)
             {
                 signals.CancelRequested(id);
                 return ChangeResult.Changed(requested);
             }
 
-            var current = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+            var current = await store.FindAsync(id, owner, cancellationToken).ConfigureAwait(false);
             switch (current?.Status)
             {
                 case null:
@@ -180,9 +191,9 @@ internal sealed class OperationChanges(
     }
 
     /// <summary>Why a conditional change matched no row: the operation is not there, or its state breaks <paramref name="rule"/>.</summary>
-    private async Task<ChangeResult> NotChangedAsync(Guid id, string rule, CancellationToken cancellationToken)
+    private async Task<ChangeResult> NotChangedAsync(string? owner, Guid id, string rule, CancellationToken cancellationToken)
     {
-        var current = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        var current = await store.FindAsync(id, owner, cancellationToken).ConfigureAwait(false);
         return current is null ? MissingResult(id) : ChangeResult.Conflict(current, rule);
     }
 

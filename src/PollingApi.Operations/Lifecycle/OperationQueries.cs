@@ -21,17 +21,17 @@ internal sealed class OperationQueries(
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider)
 {
-    /// <summary>The operation, after waiting up to <paramref name="waitFor"/> for it to finish.</summary>
-    public async Task<Lookup> GetAsync(Guid id, TimeSpan waitFor, CancellationToken cancellationToken)
+    /// <summary>The caller's operation, after waiting up to <paramref name="waitFor"/> for it to finish.</summary>
+    public async Task<Lookup> GetAsync(OperationCaller caller, Guid id, TimeSpan waitFor, CancellationToken cancellationToken)
     {
-        if (finishedOperations.TryGet(id, OperationOwner.Default, timeProvider.GetUtcNow().UtcDateTime, out var finished))
+        if (finishedOperations.TryGet(id, caller.OwnerFilter, timeProvider.GetUtcNow().UtcDateTime, out var finished))
         {
             return Lookup.Of(finished);
         }
 
         long generation = finishedOperations.Generation;
         using var waiter = waitFor > TimeSpan.Zero ? waiting.Register(id) : null;
-        var row = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+        var row = await store.FindAsync(id, caller.OwnerFilter, cancellationToken).ConfigureAwait(false);
         if (row is not null && waiter is not null && !OperationStatus.IsTerminal(row.Status))
         {
             row = await waiting.UntilDoneAsync(id, row, waiter, waitFor, cancellationToken).ConfigureAwait(false);
@@ -47,8 +47,8 @@ internal sealed class OperationQueries(
     }
 
     /// <summary>A page of the caller's operations, newest first: one more than the query's limit when there is a next page.</summary>
-    public Task<IReadOnlyList<OperationRow>> ListAsync(OperationQuery query, CancellationToken cancellationToken) =>
-        store.ListAsync(OperationOwner.Default, query with { Limit = query.Limit + 1 }, cancellationToken);
+    public Task<IReadOnlyList<OperationRow>> ListAsync(OperationCaller caller, OperationQuery query, CancellationToken cancellationToken) =>
+        store.ListAsync(caller.OwnerFilter, query with { Limit = query.Limit + 1 }, cancellationToken);
 
     /// <summary>No operation with this id: expired (older than the retention period, so purged) or never there.</summary>
     public Lookup Missing(Guid id) =>

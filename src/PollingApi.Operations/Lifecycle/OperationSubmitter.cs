@@ -6,7 +6,7 @@ using PollingApi.Operations.Storage;
 namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>A validated command to store: its kind, its canonical payload and what the request asked for.</summary>
-internal sealed record Submission(CommandDescriptor Command, string Payload, string? IdempotencyKey, byte[]? RequestHash, TimeSpan Wait,
+internal sealed record Submission(OperationCaller Caller, CommandDescriptor Command, string Payload, string? IdempotencyKey, byte[]? RequestHash, TimeSpan Wait,
     string? TraceParent);
 
 internal enum SubmitStatus
@@ -19,6 +19,9 @@ internal enum SubmitStatus
 
     /// <summary>Whether operation <see cref="SubmitResult.OperationId"/> was stored could not be settled in time.</summary>
     OutcomeUnknown,
+
+    /// <summary>The tenant has as many unfinished operations as <see cref="OperationsOptions.MaxUnfinishedPerTenant"/> allows; nothing was stored.</summary>
+    QuotaExceeded,
 }
 
 internal sealed record SubmitResult(SubmitStatus Status, Guid OperationId, OperationRow? Row = null, bool Replayed = false, bool Waited = false);
@@ -33,16 +36,22 @@ internal sealed class OperationSubmitter(
     OperationStore store,
     OperationSignals signals,
     OperationWaiting waiting,
+    TenantQuota quota,
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider)
 {
     public async Task<SubmitResult> SubmitAsync(Submission submission, CancellationToken cancellationToken)
     {
+        if (!await quota.TryAdmitAsync(submission.Caller.Tenant, cancellationToken).ConfigureAwait(false))
+        {
+            return new SubmitResult(SubmitStatus.QuotaExceeded, Guid.Empty);
+        }
+
         // Whole microseconds, as PostgreSQL keeps them: the answer shows the times a later read of the row shows.
         var now = timeProvider.GetUtcNow();
         now = now.AddTicks(-(now.Ticks % 10));
         var command = submission.Command;
-        var operation = new NewOperation(Guid.CreateVersion7(now), OperationOwner.Default, command.Kind, submission.Payload,
+        var operation = new NewOperation(Guid.CreateVersion7(now), submission.Caller.Tenant, command.Kind, submission.Payload,
             command.MaxAttempts ?? options.Value.DefaultMaxAttempts, submission.TraceParent, submission.IdempotencyKey, submission.RequestHash);
 
         // Registered before the insert, so a completion that races the answer is not missed.

@@ -50,7 +50,8 @@ internal sealed class OperationWaiting(OperationStore store, OperationWaiters wa
                 }
 
                 waiter = waiters.Register(id);
-                var current = await store.FindAsync(id, OperationOwner.Default, cancellationToken).ConfigureAwait(false);
+                // The caller was shown this operation already: whoever owns it, it is theirs to see.
+                var current = await store.FindAsync(id, owner: null, cancellationToken).ConfigureAwait(false);
                 if (current is null || OperationStatus.IsTerminal(current.Status))
                 {
                     return current;

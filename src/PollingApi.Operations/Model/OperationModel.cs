@@ -3,10 +3,16 @@ using System.Text.Json;
 
 namespace PollingApi.Operations.Model;
 
-/// <summary>Who owns an operation. Everything belongs to one default owner until authentication lands.</summary>
-internal static class OperationOwner
+/// <summary>
+/// Who is asking: the tenant that owns what they submit, and whether they see every tenant's operations (an operator
+/// with the admin scope) or only their own.
+/// </summary>
+/// <param name="Tenant">The caller's tenant: what it creates belongs to this tenant, and it sees only this tenant's data.</param>
+/// <param name="SeesAllTenants">True for an operator (the admin scope), who may read and manage every tenant's data.</param>
+public sealed record OperationCaller(string Tenant, bool SeesAllTenants = false)
 {
-    public const string Default = "default";
+    /// <summary>The owner a read or change is limited to: null for an operator, who sees every tenant's.</summary>
+    public string? OwnerFilter => SeesAllTenants ? null : Tenant;
 }
 
 /// <summary>A node's identity in <c>locked_by</c>.</summary>

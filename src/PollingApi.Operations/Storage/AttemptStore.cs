@@ -49,7 +49,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
                 started_at = @now, updated_at = @now, version = o.version + 1
             FROM claimable
             WHERE o.id = claimable.id
-            RETURNING o.id, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
+            RETURNING o.id, o.owner, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var claimed = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
@@ -64,7 +64,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlyList<ClaimedOperation>> FindClaimedAsync(string nodeId, DateTime leaseUntil, CancellationToken cancellationToken)
     {
         const string Sql = """
-            SELECT id, kind, payload::text AS payload, attempts, max_attempts, trace_parent FROM operations
+            SELECT id, owner, kind, payload::text AS payload, attempts, max_attempts, trace_parent FROM operations
             WHERE locked_by = @nodeId AND locked_until = @leaseUntil
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

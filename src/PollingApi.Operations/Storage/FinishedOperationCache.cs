@@ -49,7 +49,7 @@ internal sealed class FinishedOperationCache : IDisposable
     public long Generation => Interlocked.Read(ref _generation);
 
     /// <summary>The finished operation's row, if this node has a copy that may be served now.</summary>
-    public bool TryGet(Guid id, string owner, DateTime now, out OperationRow row)
+    public bool TryGet(Guid id, string? owner, DateTime now, out OperationRow row)
     {
         row = null!;
         if (_rows is null || !_serving || !_rows.TryGetValue(id, out OperationRow? cached) || cached is null)
@@ -58,7 +58,7 @@ internal sealed class FinishedOperationCache : IDisposable
         }
 
         // Old enough to be purged (or about to be): ask the database, which answers 410 once it is gone.
-        if (cached.Owner != owner || cached.CompletedAt is not { } completedAt || completedAt <= now - _retention + TimeSpan.FromMinutes(1))
+        if ((owner is not null && cached.Owner != owner) || cached.CompletedAt is not { } completedAt || completedAt <= now - _retention + TimeSpan.FromMinutes(1))
         {
             return false;
         }

@@ -11,7 +11,7 @@ internal static class RowMapping
 {
     private static readonly Lazy<bool> Registered = new(() =>
     {
-        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics) })
+        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow) })
         {
             SqlMapper.SetTypeMap(type, new CustomPropertyTypeMap(type, (t, column) => t.GetProperty(
                 column.Replace("_", "", StringComparison.Ordinal),
@@ -98,6 +98,7 @@ internal sealed record OperationQuery(string? Status, string? Kind, DateTime? Cr
 internal sealed class ClaimedOperation
 {
     public Guid Id { get; init; }
+    public string Owner { get; init; } = "";
     public string Kind { get; init; } = "";
     public string Payload { get; init; } = "";
     public int Attempts { get; init; }
@@ -143,6 +144,7 @@ internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedA
     public ClaimedOperation ToClaimed() => new()
     {
         Id = Operation.Id,
+        Owner = Operation.Owner,
         Kind = Operation.Kind,
         Payload = Operation.Payload,
         Attempts = 1,

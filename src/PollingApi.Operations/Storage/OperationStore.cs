@@ -157,12 +157,13 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             new CommandDefinition(Sql, new { owner, idempotencyKey }, cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
-    /// <summary>A page of an owner's operations, newest first, after the <paramref name="query"/>'s cursor.</summary>
-    public async Task<IReadOnlyList<OperationRow>> ListAsync(string owner, OperationQuery query, CancellationToken cancellationToken)
+    /// <summary>
+    /// A page of an owner's operations (every owner's when <paramref name="owner"/> is null), newest first, after the
+    /// <paramref name="query"/>'s cursor.
+    /// </summary>
+    public async Task<IReadOnlyList<OperationRow>> ListAsync(string? owner, OperationQuery query, CancellationToken cancellationToken)
     {
-        const string Sql = $"""
-            SELECT {ViewColumns} FROM operations
-            WHERE owner = @owner
+        const string Filters = """
               AND (@Status::text IS NULL OR status = @Status)
               AND (@Kind::text IS NULL OR kind = @Kind)
               AND (@CreatedAfter::timestamptz IS NULL OR created_at > @CreatedAfter)
@@ -171,8 +172,11 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             ORDER BY id DESC
             LIMIT @Limit
             """;
+        // Two statements, not one with "owner IS NULL OR": each gets a plan of its own (the owner's index, or the primary key).
+        const string OwnersSql = $"SELECT {ViewColumns} FROM operations WHERE owner = @owner\n{Filters}";
+        const string EveryOwnerSql = $"SELECT {ViewColumns} FROM operations WHERE true\n{Filters}";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql, new
+        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(owner is null ? EveryOwnerSql : OwnersSql, new
         {
             owner,
             query.Status,
@@ -185,26 +189,43 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         return rows.AsList();
     }
 
+    /// <summary>
+    /// How many of the owner's operations are pending or running, counting no further than <paramref name="atMost"/>:
+    /// the quota check needs to know only whether the cap is reached.
+    /// </summary>
+    public async Task<int> CountUnfinishedAsync(string owner, int atMost, CancellationToken cancellationToken)
+    {
+        // One count per status, so each can read its partial index (pending rows, running rows) rather than every row
+        // the owner has.
+        const string Sql = """
+            SELECT (SELECT count(*) FROM (SELECT 1 FROM operations WHERE status = 'pending' AND owner = @owner LIMIT @atMost) AS p)::int
+                 + (SELECT count(*) FROM (SELECT 1 FROM operations WHERE status = 'running' AND owner = @owner LIMIT @atMost) AS r)::int
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteScalarAsync<int>(new CommandDefinition(Sql, new { owner, atMost }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+    }
+
     /// <summary>Cancels a pending operation at once. Null when it was not pending.</summary>
-    public async Task<OperationRow?> CancelPendingAsync(Guid id, string owner, string errorJson, DateTime now, CancellationToken cancellationToken)
+    public async Task<OperationRow?> CancelPendingAsync(Guid id, string? owner, string errorJson, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             UPDATE operations
             SET status = 'cancelled', cancel_requested = true, error = CAST(@errorJson AS jsonb), completed_at = @now,
                 updated_at = @now, version = version + 1
-            WHERE id = @id AND owner = @owner AND status = 'pending'
+            WHERE id = @id AND (@owner::text IS NULL OR owner = @owner) AND status = 'pending'
             RETURNING {ViewColumns}
             """;
         return await WriteOptionalAsync(Sql, new { id, owner, errorJson, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Asks the worker running the operation to cancel it. Null when it was not running.</summary>
-    public async Task<OperationRow?> RequestCancelAsync(Guid id, string owner, DateTime now, CancellationToken cancellationToken)
+    public async Task<OperationRow?> RequestCancelAsync(Guid id, string? owner, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             UPDATE operations
             SET cancel_requested = true, updated_at = @now, version = version + 1
-            WHERE id = @id AND owner = @owner AND status = 'running' AND NOT cancel_requested
+            WHERE id = @id AND (@owner::text IS NULL OR owner = @owner) AND status = 'running' AND NOT cancel_requested
             RETURNING {ViewColumns}
             """;
         return await WriteOptionalAsync(Sql, new { id, owner, now }, cancellationToken).ConfigureAwait(false);
@@ -215,14 +236,14 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     /// no longer at <paramref name="expectedVersion"/> (the version the caller saw it failed or cancelled at).
     /// Tells every node to drop its cached copy in the same transaction (see <see cref="ForgetNotification"/>).
     /// </summary>
-    public async Task<OperationRow?> RetryAsync(Guid id, string owner, int expectedVersion, DateTime now, CancellationToken cancellationToken)
+    public async Task<OperationRow?> RetryAsync(Guid id, string? owner, int expectedVersion, DateTime now, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             WITH retried AS (
                 UPDATE operations
                 SET status = 'pending', attempts = 0, next_attempt_at = @now, result = NULL, error = NULL, progress = NULL,
                     cancel_requested = false, completed_at = NULL, started_at = NULL, updated_at = @now, version = version + 1
-                WHERE id = @id AND owner = @owner AND status IN ('failed', 'cancelled') AND version = @expectedVersion
+                WHERE id = @id AND (@owner::text IS NULL OR owner = @owner) AND status IN ('failed', 'cancelled') AND version = @expectedVersion
                 RETURNING {ViewColumns})
             SELECT retried.*, {ForgetNotification} FROM retried
             """;
@@ -233,11 +254,11 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     /// Forgets a terminal operation. False when it was not terminal (or not there). Tells every node to drop its cached
     /// copy in the same transaction (see <see cref="ForgetNotification"/>).
     /// </summary>
-    public async Task<bool> DeleteTerminalAsync(Guid id, string owner, CancellationToken cancellationToken)
+    public async Task<bool> DeleteTerminalAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {
         const string Sql = $"""
             WITH deleted AS (
-                DELETE FROM operations WHERE id = @id AND owner = @owner AND status IN ('succeeded', 'failed', 'cancelled')
+                DELETE FROM operations WHERE id = @id AND (@owner::text IS NULL OR owner = @owner) AND status IN ('succeeded', 'failed', 'cancelled')
                 RETURNING id)
             SELECT {ForgetNotification} FROM deleted
             """;
@@ -288,9 +309,9 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         return rows.AsList();
     }
 
-    public async Task<OperationRow?> FindAsync(Guid id, string owner, CancellationToken cancellationToken)
+    public async Task<OperationRow?> FindAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {
-        const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = @id AND owner = @owner";
+        const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = @id AND (@owner::text IS NULL OR owner = @owner)";
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         return await connection.QuerySingleOrDefaultAsync<OperationRow>(
             new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);

@@ -65,8 +65,8 @@ internal sealed partial class AttemptRunner(
 
             Func<int, string?, CancellationToken, Task> reportProgress = (percent, message, ct) => outcomes.ReportProgressAsync(operation, percent, message, ct);
             var context = transaction is null
-                ? new OperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress)
-                : new TransactionalOperationContext(operation.Id, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress, transaction);
+                ? new OperationContext(operation.Id, operation.Owner, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress)
+                : new TransactionalOperationContext(operation.Id, operation.Owner, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress, transaction);
             await using var scope = scopeFactory.CreateAsyncScope();
             resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
             if (transaction is not null)

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using Microsoft.AspNetCore.Http.HttpResults;
 using PollingApi.Operations;
 using PollingApi.Operations.Http;
+using PollingApi.Operations.Security;
 
 namespace PollingApi.Ledger;
 
@@ -20,6 +21,7 @@ public static class AccountsApi
     {
         endpoints.MapGet("/v1/accounts/{id}", GetAccountAsync)
             .WithTags("Ledger")
+            .RequireScope(OperationScopes.Read)
             .WithName("GetAccount")
             .WithSummary("Get an account's balance")
             .WithDescription("The account's currency and current balance in minor units. Accounts are opened with `POST /v1/accounts`.")
@@ -34,7 +36,7 @@ public static class AccountsApi
         return endpoints;
     }
 
-    internal static async Task<Results<Ok<AccountResource>, ProblemHttpResult>> GetAccountAsync(string id, LedgerStore ledger,
+    internal static async Task<Results<Ok<AccountResource>, ProblemHttpResult>> GetAccountAsync(string id, HttpContext http, LedgerStore ledger,
         CancellationToken cancellationToken)
     {
         if (!Guid.TryParseExact(id, "D", out var accountId))
@@ -43,7 +45,8 @@ public static class AccountsApi
                 title: "The account id is malformed.", detail: "An account id is a UUID such as 0193a5e2-7c4b-7d2e-9f00-5b1c2d3e4f50.");
         }
 
-        var account = await ledger.FindAsync(accountId, cancellationToken).ConfigureAwait(false);
+        // Another tenant's account answers 404, exactly like one that does not exist.
+        var account = await ledger.FindAsync(accountId, http.User.GetOperationCaller().OwnerFilter, cancellationToken).ConfigureAwait(false);
         return account is null
             ? TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, type: LedgerProblemTypes.AccountNotFound,
                 title: "The account does not exist.", detail: $"There is no account {accountId}.")

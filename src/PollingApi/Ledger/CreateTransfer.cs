@@ -49,8 +49,9 @@ public sealed class CreateTransferHandler(LedgerStore ledger, TimeProvider timeP
                 $"Account {from} is both the source and the destination.");
         }
 
-        // Locked in id order, so that concurrent transfers between the same accounts cannot deadlock.
-        var accounts = await ledger.LockAsync(transaction, [from, to], cancellationToken).ConfigureAwait(false);
+        // Locked in id order, so that concurrent transfers between the same accounts cannot deadlock. Only the submitting
+        // tenant's accounts are found: another tenant's account is unknown, exactly like one that does not exist.
+        var accounts = await ledger.LockAsync(transaction, [from, to], context.Tenant, cancellationToken).ConfigureAwait(false);
         foreach (var id in new[] { from, to })
         {
             if (!accounts.ContainsKey(id))

@@ -13,6 +13,9 @@ public static class LedgerRegistration
             .AddMigrations(typeof(LedgerStore).Assembly)
             .AddConsistencyCheck<LedgerConsistencyCheck>()
             .AddTransactionalCommand<OpenAccountRequest, OpenAccountResult, OpenAccountHandler>("accounts.open", "/v1/accounts")
-            .AddTransactionalCommand<CreateTransferRequest, CreateTransferResult, CreateTransferHandler>("transfers.create", "/v1/transfers");
+            // A transfer refused for a business reason (insufficient funds, an unknown account) stays refused: replaying it
+            // later could move money the client no longer meant to move. A client submits a new transfer instead.
+            .AddTransactionalCommand<CreateTransferRequest, CreateTransferResult, CreateTransferHandler>("transfers.create", "/v1/transfers",
+                replay: CommandReplay.ExceptBusinessFailures);
     }
 }

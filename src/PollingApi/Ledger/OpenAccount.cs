@@ -30,7 +30,7 @@ public sealed class OpenAccountHandler(LedgerStore ledger, TimeProvider timeProv
     {
         var transaction = context.Transaction;
         var account = Guid.CreateVersion7(timeProvider.GetUtcNow());
-        await ledger.OpenAsync(transaction, account, request.Currency!, request.OpeningBalance, context.OperationId,
+        await ledger.OpenAsync(transaction, account, context.Tenant, request.Currency!, request.OpeningBalance, context.OperationId,
             timeProvider.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
         return new OpenAccountResult(account, request.Currency!, request.OpeningBalance);
     }

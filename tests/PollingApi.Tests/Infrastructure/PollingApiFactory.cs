@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using PollingApi.Operations.Security;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Tests.Infrastructure;
@@ -68,6 +69,28 @@ public class PollingApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         {
             builder.UseSetting(key, value);
         }
+    }
+
+    /// <summary>
+    /// Makes an API key for <paramref name="tenant"/> with <paramref name="scopes"/> through the app's own
+    /// <c>api-keys create</c> command (run in this process, against this factory's database) and returns it.
+    /// </summary>
+    public async Task<string> CreateApiKeyAsync(string tenant, params string[] scopes)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int exitCode = await ApiKeysCommandLine.RunAsync(["api-keys", "create", "--tenant", tenant, "--scopes", string.Join(',', scopes)],
+            Services, output, error, CancellationToken.None);
+        Assert.True(exitCode == 0, $"api-keys create exited {exitCode}: {error}");
+        return output.ToString().Trim();
+    }
+
+    /// <summary>A client that sends <paramref name="apiKey"/> in <c>X-Api-Key</c> with every request.</summary>
+    public HttpClient CreateClient(string apiKey)
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        return client;
     }
 
     /// <summary>Further settings of a variant, applied after the defaults above.</summary>

@@ -1,0 +1,67 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace PollingApi.Operations.Security;
+
+/// <summary>
+/// The authentication schemes: one policy scheme that picks the JWT bearer handler for an <c>Authorization: Bearer</c>
+/// header (when JWT is configured) and the API key handler otherwise.
+/// </summary>
+internal static class CallerAuthentication
+{
+    public const string SchemeName = "PollingApi";
+
+    public static void AddSchemes(IServiceCollection services)
+    {
+        var authentication = services.AddAuthentication(SchemeName)
+            .AddPolicyScheme(SchemeName, "API key or bearer token", policy => policy.ForwardDefaultSelector = SelectScheme)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+
+        // Configured even when JWT is off (it is then never selected), so that the options can be read from configuration.
+        authentication.AddJwtBearer();
+        services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<IOptions<CallerAuthenticationOptions>>((jwt, configured) => ConfigureJwt(jwt, configured.Value.Jwt));
+    }
+
+    private static string SelectScheme(HttpContext http)
+    {
+        var options = http.RequestServices.GetRequiredService<IOptions<CallerAuthenticationOptions>>().Value;
+        return options.JwtEnabled
+               && http.Request.Headers.Authorization is [{ } authorization]
+               && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+            ? JwtBearerDefaults.AuthenticationScheme
+            : ApiKeyAuthenticationHandler.SchemeName;
+    }
+
+    private static void ConfigureJwt(JwtBearerOptions jwt, JwtSettings settings)
+    {
+        jwt.Authority = settings.Authority;
+        jwt.Audience = settings.Audience;
+        jwt.RequireHttpsMetadata = settings.RequireHttpsMetadata;
+        // Claim names as the issuer wrote them: the tenant and scope claims are configured by those names.
+        jwt.MapInboundClaims = false;
+        jwt.Events = new JwtBearerEvents
+        {
+            OnTokenValidated = context =>
+            {
+                var token = context.Principal!;
+                string? tenant = token.FindFirst(settings.TenantClaim)?.Value;
+                if (!CallerClaims.IsValidTenant(tenant))
+                {
+                    context.Fail($"The token has no valid '{settings.TenantClaim}' claim naming a tenant.");
+                    return Task.CompletedTask;
+                }
+
+                var scopes = token.FindAll(settings.ScopeClaim)
+                    .SelectMany(claim => claim.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    .Where(scope => OperationScopes.All.Contains(scope, StringComparer.Ordinal));
+                string subject = token.FindFirst("sub")?.Value ?? "token";
+                context.Principal = CallerClaims.Principal(JwtBearerDefaults.AuthenticationScheme, tenant!, scopes, subject);
+                return Task.CompletedTask;
+            },
+        };
+    }
+}
