@@ -2,6 +2,11 @@
 # End-to-end smoke test for a running PollingApi instance.
 #
 # Usage: scripts/smoke.sh BASE_URL      e.g. scripts/smoke.sh http://127.0.0.1:5080
+#        POLLINGAPI_API_KEY=pak_... scripts/smoke.sh BASE_URL
+#
+# With POLLINGAPI_API_KEY set, every request sends it in X-Api-Key (the key needs the scopes
+# operations:submit,operations:read,operations:manage), and the smoke test also checks that a request
+# without it is refused with 401. Without it, the API must let anonymous callers in (Development).
 #
 # Needs only bash, curl and jq. Prints one "ok: ..." line per passed step and
 # "smoke test passed" at the end; on the first deviation prints
@@ -22,6 +27,11 @@ POLL_DEADLINE_S=60
 MAX_WAIT_S=5
 SLEEP_URL="$BASE_URL/v1/diagnostics/sleep"
 OPERATIONS_URL="$BASE_URL/v1/operations"
+API_KEY="${POLLINGAPI_API_KEY:-}"
+KEY_HEADER=()
+if [[ -n "$API_KEY" ]]; then
+  KEY_HEADER=(-H "X-Api-Key: $API_KEY")
+fi
 UUID_V7_RE='^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
 
 for tool in curl jq; do
@@ -60,7 +70,7 @@ lower() {
 # Returns 1 (STATUS=000, curl's message in CURL_ERR) when no HTTP answer came back.
 request() {
   local method="$1" url="$2" data="${3-}"
-  local args=(--max-time 30 -sS -X "$method" -D "$HEADERS" -o "$BODY" -w '%{http_code}')
+  local args=(--max-time 30 -sS -X "$method" -D "$HEADERS" -o "$BODY" -w '%{http_code}' "${KEY_HEADER[@]}")
   if [[ -n "$data" ]]; then
     args+=(-H 'Content-Type: application/json' --data-binary "$data")
   fi
@@ -241,7 +251,9 @@ echo "ok: no Server header, X-Content-Type-Options: nosniff"
 hostport=${BASE_URL#*://}
 hostport=${hostport%%/*}
 exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
-printf 'POST /v1/diagnostics/sleep HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n' "$hostport" >&3
+key_line=""
+[[ -n "$API_KEY" ]] && key_line="X-Api-Key: $API_KEY"$'\r\n'
+printf 'POST /v1/diagnostics/sleep HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n' "$hostport" "$key_line" >&3
 IFS= read -r -t 10 status_line <&3 || status_line="(no answer)"
 exec 3<&- 3>&-
 if [[ "$status_line" != "HTTP/1.1 400"* ]]; then
@@ -294,7 +306,7 @@ expect_jq "non-empty errors.durationMs from $what" \
 echo "ok: invalid sleep request -> 400 validation problem for durationMs"
 
 # 6. The one-call form for CI scripts: submit and wait for the result in the same request.
-if ! STATUS="$(curl --max-time 60 -sS -X POST -D "$HEADERS" -o "$BODY" -w '%{http_code}' \
+if ! STATUS="$(curl --max-time 60 -sS -X POST -D "$HEADERS" -o "$BODY" -w '%{http_code}' "${KEY_HEADER[@]}" \
     -H 'Content-Type: application/json' -H 'Prefer: respond-async, wait=30' \
     --data-binary '{"durationMs": 100}' "$SLEEP_URL" 2>"$CURL_ERR")"; then
   fail "an HTTP answer to POST $SLEEP_URL with Prefer: wait=30" "curl error: $(tr -d '\n' <"$CURL_ERR")"
@@ -304,5 +316,17 @@ fi
 jq -e '.status == "succeeded" and .result.sleptMs == 100' "$BODY" >/dev/null \
   || fail "a succeeded operation with result.sleptMs 100" "$(cat "$BODY")"
 echo "ok: submit with Prefer: wait=30 -> 200 succeeded in one call"
+
+# 7. With a key: a request without one is refused, and says how to authenticate.
+if [[ -n "$API_KEY" ]]; then
+  saved_key_header=("${KEY_HEADER[@]}")
+  KEY_HEADER=()
+  call GET "$OPERATIONS_URL"
+  expect_problem 401 "urn:pollingapi:problem:unauthorized" "GET /v1/operations without X-Api-Key"
+  [[ "$(header WWW-Authenticate)" == *'ApiKey header="X-Api-Key"'* ]] \
+    || fail 'WWW-Authenticate: ApiKey header="X-Api-Key"' "'$(header WWW-Authenticate)'"
+  KEY_HEADER=("${saved_key_header[@]}")
+  echo "ok: no X-Api-Key -> 401 unauthorized with WWW-Authenticate"
+fi
 
 echo "smoke test passed"

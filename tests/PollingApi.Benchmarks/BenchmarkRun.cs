@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using PollingApi.Benchmarks.Infrastructure;
 using PollingApi.Benchmarks.Load;
+using PollingApi.Harness;
 using PollingApi.LocalPostgres;
 
 namespace PollingApi.Benchmarks;
@@ -74,9 +75,13 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         var select = await PgBenchAsync(pgbench, cluster.Port, selectScript, "prepared primary-key SELECT", cpu, cancellationToken);
 
         using var http = ApiSteps.CreateHttpClient(settings.Clients);
+        // Authenticated as a deployment is: one tenant's key, made with the API's own command, on every request.
+        string apiConnectionString = cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase);
+        http.DefaultRequestHeaders.Add("X-Api-Key", await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
+            apiConnectionString, "bench", ApiKeyCommand.ClientScopes, cancellationToken));
         Log("starting the API (Release, Production, from its output folder)");
-        await using var api = await ApiProcess.StartAsync(settings.ApiDll, cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase),
-            settings.ApiEnvironment, Path.Combine(runDirectory, "api"), http, cancellationToken);
+        await using var api = await ApiProcess.StartAsync(settings.ApiDll, apiConnectionString, ApiEnvironment(settings),
+            Path.Combine(runDirectory, "api"), http, cancellationToken);
         cpu.ApiPid = api.Pid;
         Log($"API pid {api.Pid} on {api.BaseAddress}");
 
@@ -235,6 +240,27 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         }
 
         return drain;
+    }
+
+    /// <summary>
+    /// The diagnostics command the load submits, and limits far above what the load reaches: the rate limiter and the
+    /// quota check still run on every request, but never refuse one. <c>--api-env</c> settings come last and win.
+    /// </summary>
+    private static Dictionary<string, string> ApiEnvironment(BenchmarkSettings settings)
+    {
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["Diagnostics__Enabled"] = "true",
+            ["RateLimiting__PermitsPerSecond"] = "1000000",
+            ["RateLimiting__Burst"] = "1000000",
+            ["Operations__MaxUnfinishedPerTenant"] = "100000000",
+        };
+        foreach (var (name, value) in settings.ApiEnvironment)
+        {
+            environment[name] = value;
+        }
+
+        return environment;
     }
 
     private static void EnsureAlive(ApiProcess api)

@@ -70,7 +70,7 @@ internal sealed record SubmitOutcome(ApiAnswer Final, int UnavailableAnswers, in
 }
 
 /// <summary>Sends the harness's requests to a node, always to 127.0.0.1, timing each against the scenario's clock.</summary>
-internal sealed class ApiClient(HttpClient http, Uri baseAddress, Stopwatch clock)
+internal sealed class ApiClient(HttpClient http, Uri baseAddress, string apiKey, Stopwatch clock)
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
 
@@ -128,6 +128,7 @@ internal sealed class ApiClient(HttpClient http, Uri baseAddress, Stopwatch cloc
         CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(method, new Uri(BaseAddress, path));
+        request.Headers.Add("X-Api-Key", apiKey);
         if (json is not null)
         {
             request.Content = new StringContent(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json"));

@@ -38,6 +38,9 @@ internal sealed class NodeProcess : IAsyncDisposable
 
     public string StderrPath => _process.StderrPath;
 
+    /// <summary>The key the scenario's clients send (made with the API's own api-keys command).</summary>
+    public string ApiKey { get; private init; } = "";
+
     public bool HasExited => _process.HasExited;
 
     public int? ExitCode => _process.ExitCode;
@@ -49,6 +52,9 @@ internal sealed class NodeProcess : IAsyncDisposable
             ["Operations__Role"] = role.ToString(),
             ["Operations__NodeId"] = nodeId,
             ["Diagnostics__Enabled"] = "true",
+            // The scenarios measure recovery from faults, not the limits: a scenario's load is one tenant's.
+            ["RateLimiting__Enabled"] = "false",
+            ["Operations__MaxUnfinishedPerTenant"] = "0",
         };
         foreach (var (name, value) in launch.Timings)
         {
@@ -57,7 +63,7 @@ internal sealed class NodeProcess : IAsyncDisposable
 
         var process = LoopbackApiProcess.Start(launch.DotnetHost, launch.ApiDll, launch.ConnectionString, environment,
             Path.Combine(launch.RunDirectory, nodeId + ".stdout.log"), Path.Combine(launch.RunDirectory, nodeId + ".stderr.log"));
-        return new NodeProcess(nodeId, role, process);
+        return new NodeProcess(nodeId, role, process) { ApiKey = launch.ApiKey };
     }
 
     /// <summary>Polls <c>/health/ready</c> until it answers 200, the node exits or <paramref name="timeout"/> passes.</summary>
@@ -96,6 +102,7 @@ internal sealed record NodeLaunch(
     string ApiDll,
     string RunDirectory,
     string ConnectionString,
+    string ApiKey,
     IReadOnlyDictionary<string, string> Timings)
 {
     /// <summary>Short leases and backoffs, so crashes are recovered within seconds, not minutes.</summary>

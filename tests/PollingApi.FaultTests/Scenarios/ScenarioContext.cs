@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PollingApi.FaultTests.Infrastructure;
+using PollingApi.Harness;
 using PollingApi.LocalPostgres;
 
 namespace PollingApi.FaultTests.Scenarios;
@@ -17,10 +18,12 @@ internal sealed record ScenarioContext(
         var database = await ScenarioDatabase.CreateAsync(Cluster, "fault_" + scenario, cancellationToken);
         string runDirectory = Path.Combine(Settings.RunDirectory, scenario);
         Directory.CreateDirectory(runDirectory);
-        return (database, new NodeLaunch(DotnetHost, Settings.ApiDll, runDirectory, database.NodeConnectionString, NodeLaunch.TestTimings));
+        string apiKey = await ApiKeyCommand.CreateAsync(DotnetHost, Settings.ApiDll, database.NodeConnectionString, "fault-" + scenario,
+            ApiKeyCommand.ClientScopes, cancellationToken);
+        return (database, new NodeLaunch(DotnetHost, Settings.ApiDll, runDirectory, database.NodeConnectionString, apiKey, NodeLaunch.TestTimings));
     }
 
-    public ApiClient Client(NodeProcess node, Stopwatch clock) => new(Http, node.BaseAddress, clock);
+    public ApiClient Client(NodeProcess node, Stopwatch clock) => new(Http, node.BaseAddress, node.ApiKey, clock);
 }
 
 /// <summary>Waiting on a condition with a deadline: no scenario sleeps for synchronisation.</summary>
