@@ -17,8 +17,9 @@ var builder = WebApplication.CreateBuilder(args);
 if (keysCommand)
 {
     // Standard output carries the command's answer (a new key) and nothing else.
+    // Standard error gets warnings and errors only (a rule added after the configuration's, so it wins over its Default).
     builder.Logging.ClearProviders().AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace)
-        .SetMinimumLevel(LogLevel.Warning);
+        .AddFilter((string?)null, LogLevel.Warning);
 }
 
 builder.WebHost.ConfigureKestrel((context, kestrel) =>

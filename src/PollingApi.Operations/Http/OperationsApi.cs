@@ -14,13 +14,13 @@ namespace PollingApi.Operations.Http;
 public static class OperationsApi
 {
     /// <summary>
-    /// Signs callers in, applies the per-tenant rate limit and authorizes each request by its endpoint's scope, in that
-    /// order. Call after the exception handler and before the endpoints.
+    /// Authorizes each request by its endpoint's scope (signing the caller in on the way), then applies the caller's
+    /// tenant's rate limit. Call after the exception handler and before the endpoints.
     /// </summary>
     public static IApplicationBuilder UseOperationsSecurity(this IApplicationBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        return app.UseAuthentication().UseRateLimiter().UseAuthorization();
+        return app.UseAuthentication().UseAuthorization().UseRateLimiter();
     }
 
     /// <summary>

@@ -16,7 +16,13 @@ internal static class CallerAuthentication
 
     public static void AddSchemes(IServiceCollection services)
     {
-        var authentication = services.AddAuthentication(SchemeName)
+        // No default authenticate scheme: a request is authenticated only where a scope policy asks for it (see
+        // ScopePolicies), so health checks and the document never wait on a key lookup, nor fail with the database.
+        var authentication = services.AddAuthentication(options =>
+            {
+                options.DefaultChallengeScheme = SchemeName;
+                options.DefaultForbidScheme = SchemeName;
+            })
             .AddPolicyScheme(SchemeName, "API key or bearer token", policy => policy.ForwardDefaultSelector = SelectScheme)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 

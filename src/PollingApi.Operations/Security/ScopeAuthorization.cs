@@ -35,7 +35,8 @@ internal static class ScopePolicies
     }
 
     private static void Add(AuthorizationOptions options, string scope, bool adminSuffices) =>
-        options.AddPolicy(scope, policy => policy.RequireAuthenticatedUser().AddRequirements(new ScopeRequirement(scope, adminSuffices)));
+        options.AddPolicy(scope, policy => policy.AddAuthenticationSchemes(CallerAuthentication.SchemeName)
+            .RequireAuthenticatedUser().AddRequirements(new ScopeRequirement(scope, adminSuffices)));
 }
 
 /// <summary>

@@ -42,8 +42,9 @@ internal sealed class TenantRateLimitOptionsValidator : IValidateOptions<TenantR
 }
 
 /// <summary>
-/// Limits each tenant's <c>/v1</c> requests with a token bucket (ASP.NET Core's rate limiter); requests without a
-/// tenant (no valid credentials) share a bucket per client address. A refused request is answered
+/// Limits each tenant's <c>/v1</c> requests with a token bucket (ASP.NET Core's rate limiter). It runs after
+/// authorization, so every request it sees on a scoped endpoint has a tenant; the rest (an unknown route) share a bucket
+/// per client address. A refused request is answered
 /// <c>429 rate-limited</c> with <c>Retry-After</c>.
 /// </summary>
 internal static class TenantRateLimiting

@@ -12,14 +12,17 @@ internal sealed record ScenarioContext(
     HttpClient Http,
     string DotnetHost)
 {
-    /// <summary>Creates the scenario's database and the launch settings of its nodes (logs in the run folder).</summary>
+    /// <summary>
+    /// Creates the scenario's database, its key (the scenario is its tenant's client and also its operator: it reads the
+    /// consistency check) and the launch settings of its nodes (logs in the run folder).
+    /// </summary>
     public async Task<(ScenarioDatabase Database, NodeLaunch Launch)> PrepareAsync(string scenario, CancellationToken cancellationToken)
     {
         var database = await ScenarioDatabase.CreateAsync(Cluster, "fault_" + scenario, cancellationToken);
         string runDirectory = Path.Combine(Settings.RunDirectory, scenario);
         Directory.CreateDirectory(runDirectory);
         string apiKey = await ApiKeyCommand.CreateAsync(DotnetHost, Settings.ApiDll, database.NodeConnectionString, "fault-" + scenario,
-            ApiKeyCommand.ClientScopes, cancellationToken);
+            [.. ApiKeyCommand.ClientScopes, "admin"], cancellationToken);
         return (database, new NodeLaunch(DotnetHost, Settings.ApiDll, runDirectory, database.NodeConnectionString, apiKey, NodeLaunch.TestTimings));
     }
 
