@@ -24,6 +24,9 @@ var app = builder.Build();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+// Callers authenticate with API keys (or JWTs) and are authorized by scope; this sample lets anonymous callers in
+// (Authentication:AllowAnonymous in appsettings.json), as a development setup does.
+app.UseOperationsSecurity();
 app.MapHealthChecks("/health/ready");
 app.MapOperations();
 
