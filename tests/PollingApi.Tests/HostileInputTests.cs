@@ -1,4 +1,6 @@
 using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using PollingApi.Tests.Infrastructure;
 
 namespace PollingApi.Tests;
@@ -32,6 +34,24 @@ public sealed class HostileInputTests(PollingApiFactory factory) : IClassFixture
 
         var problem = ProblemAssert.IsProblem(response, HttpStatusCode.BadRequest, "urn:pollingapi:problem:validation-failed", "/v1/operations");
         Assert.Contains("control character", problem.GetProperty("errors").GetProperty("kind")[0].GetString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/v1/operations?status=%00")]
+    [InlineData("/v1/operations?kind=a%00b")]
+    [InlineData("/v1/operations?createdAfter=%00")]
+    [InlineData("/v1/operations?createdBefore=2026-01-01T00:00:00Z%00")]
+    [InlineData("/v1/operations?limit=%00")]
+    [InlineData("/v1/operations?cursor=%00")]
+    [InlineData("/v1/operations/0193a5e2-7c4b-7d2e-9f00-5b1c2d3e4f50?wait=%00")]
+    public async Task ANulInAnyQueryValueIsAValidationProblem(string pathAndQuery)
+    {
+        var response = await _client.FetchAsync(pathAndQuery);
+
+        var problem = ProblemAssert.IsProblem(response, HttpStatusCode.BadRequest, "urn:pollingapi:problem:validation-failed",
+            pathAndQuery[..pathAndQuery.IndexOf('?', StringComparison.Ordinal)]);
+        Assert.Equal(JsonValueKind.Object, problem.GetProperty("errors").ValueKind);
+        Assert.DoesNotContain(factory.Logs.Entries, log => log.Level >= LogLevel.Error);
     }
 
     [Theory]

@@ -91,8 +91,9 @@ internal static class OperationPageRequest
             return null;
         }
 
-        if (DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
-            && value.Length <= 40)
+        // The parser ignores trailing NULs; a value with any control character is refused before it gets there.
+        if (value.Length <= 40 && !value.Any(char.IsControl)
+            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
         {
             return parsed.UtcDateTime;
         }

@@ -21,16 +21,13 @@ internal sealed class ApiKeyAuthenticationHandler(
     public const string SchemeName = "ApiKey";
     public const string HeaderName = "X-Api-Key";
 
-    /// <summary>The scopes of an anonymous development caller: everything but admin.</summary>
-    internal static readonly string[] AnonymousScopes = [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage];
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         if (!Request.Headers.TryGetValue(HeaderName, out var values))
         {
-            var options = callerOptions.Value;
-            return options.AllowAnonymous && !Request.Headers.ContainsKey("Authorization")
-                ? Success(CallerClaims.Principal("Anonymous", options.AnonymousTenant, AnonymousScopes, "anonymous"))
+            return verifier.Anonymous is { } anonymous && !Request.Headers.ContainsKey("Authorization")
+                ? Success(anonymous)
                 : AuthenticateResult.NoResult();
         }
 
@@ -39,10 +36,8 @@ internal sealed class ApiKeyAuthenticationHandler(
             return AuthenticateResult.Fail("Send one X-Api-Key header.");
         }
 
-        var key = await verifier.VerifyAsync(values[0], Context.RequestAborted).ConfigureAwait(false);
-        return key is null
-            ? AuthenticateResult.Fail("The API key is unknown or revoked.")
-            : Success(CallerClaims.Principal(SchemeName, key.Tenant, key.Scopes, $"key {key.Id}"));
+        var caller = await verifier.VerifyAsync(values[0], Context.RequestAborted).ConfigureAwait(false);
+        return caller is null ? AuthenticateResult.Fail("The API key is unknown or revoked.") : Success(caller);
     }
 
     private AuthenticateResult Success(System.Security.Claims.ClaimsPrincipal principal) =>

@@ -1,3 +1,4 @@
+using System.Security.Claims;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Storage;
@@ -19,10 +20,22 @@ internal sealed class ApiKeyVerifier : IDisposable
     {
         _store = store;
         _cacheDuration = options.Value.ApiKeyCacheDuration;
+        Anonymous = options.Value.AllowAnonymous
+            ? CallerClaims.Principal("Anonymous", options.Value.AnonymousTenant, AnonymousScopes, "anonymous")
+            : null;
     }
 
-    /// <summary>The active key <paramref name="presented"/> is, or null when it is not one (unknown, revoked or malformed).</summary>
-    public async ValueTask<ApiKeyRow?> VerifyAsync(string? presented, CancellationToken cancellationToken)
+    /// <summary>The scopes of an anonymous development caller: everything but admin.</summary>
+    internal static readonly string[] AnonymousScopes = [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage];
+
+    /// <summary>Who a request without credentials is, when anonymous callers are allowed; null when they are not.</summary>
+    public ClaimsPrincipal? Anonymous { get; }
+
+    /// <summary>
+    /// The caller the key <paramref name="presented"/> signs in, or null when it is not an active key (unknown, revoked or
+    /// malformed). The principal is made once per read of the key and shared by the requests that present it meanwhile.
+    /// </summary>
+    public async ValueTask<ClaimsPrincipal?> VerifyAsync(string? presented, CancellationToken cancellationToken)
     {
         if (!ApiKeySecret.HasKeyShape(presented))
         {
@@ -33,19 +46,22 @@ internal sealed class ApiKeyVerifier : IDisposable
         string cacheKey = Convert.ToHexString(hash);
         if (_cache.TryGetValue(cacheKey, out Verified? verified))
         {
-            return verified!.Key;
+            return verified!.Caller;
         }
 
         var key = await _store.FindActiveAsync(hash, cancellationToken).ConfigureAwait(false);
+        var caller = key is null
+            ? null
+            : CallerClaims.Principal(ApiKeyAuthenticationHandler.SchemeName, key.Tenant, key.Scopes, $"key {key.Id}");
         if (_cacheDuration > TimeSpan.Zero)
         {
-            _cache.Set(cacheKey, new Verified(key), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
+            _cache.Set(cacheKey, new Verified(caller), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
         }
 
-        return key;
+        return caller;
     }
 
     public void Dispose() => _cache.Dispose();
 
-    private sealed record Verified(ApiKeyRow? Key);
+    private sealed record Verified(ClaimsPrincipal? Caller);
 }

@@ -61,9 +61,8 @@ internal static class TenantRateLimiting
                     return RateLimitPartition.GetNoLimiter("");
                 }
 
-                string partition = http.User.FindFirst(CallerClaims.Tenant)?.Value is { } tenant
-                    ? "tenant:" + tenant
-                    : "address:" + http.Connection.RemoteIpAddress;
+                // A tenant id has no spaces, so it cannot collide with an address partition.
+                string partition = http.User.FindFirst(CallerClaims.Tenant)?.Value ?? "address " + http.Connection.RemoteIpAddress;
                 return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = settings.Burst,
