@@ -13,7 +13,6 @@ internal sealed record FuzzSettings
           --duration-limit S  stop sending after S seconds even if fewer than N were sent (default 900)
           --concurrency N     parallel senders (default 8)
           --only N            send only request number N of the seed's sequence (to reproduce one finding)
-          --without-api-keys  make no keys and send none (for a build without authentication)
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
           --run-dir PATH      where the API's logs go (default artifacts/fuzz-tests/<timestamp>)
 
@@ -32,8 +31,6 @@ internal sealed record FuzzSettings
     /// <summary>Null: the whole sequence from 1 to <see cref="Requests"/> (and beyond when the client refuses some).</summary>
     public long? Only { get; init; }
 
-    public bool WithoutApiKeys { get; init; }
-
     public required string ApiDll { get; init; }
 
     public required string RunDirectory { get; init; }
@@ -46,7 +43,6 @@ internal sealed record FuzzSettings
         var durationLimit = TimeSpan.FromSeconds(900);
         int concurrency = 8;
         long? only = null;
-        bool withoutApiKeys = false;
         var paths = new PathOptions("fuzz-tests", now);
 
         var reader = new CommandLineReader(args);
@@ -74,9 +70,6 @@ internal sealed record FuzzSettings
                 case "--only":
                     only = reader.WholeNumber(1, int.MaxValue);
                     break;
-                case "--without-api-keys":
-                    withoutApiKeys = true;
-                    break;
                 default:
                     throw new ArgumentException($"Unknown argument '{reader.Current}'.");
             }
@@ -89,7 +82,6 @@ internal sealed record FuzzSettings
             DurationLimit = durationLimit,
             Concurrency = only is null ? concurrency : 1,
             Only = only,
-            WithoutApiKeys = withoutApiKeys,
             ApiDll = paths.ApiDll,
             RunDirectory = paths.RunDirectory,
         };

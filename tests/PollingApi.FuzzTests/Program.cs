@@ -18,7 +18,6 @@ const int Interrupted = 130;
 const string ApiSurvives = "api-survives-the-fuzz";
 const string ApiStopsCleanly = "api-stops-cleanly";
 const string NoErrorLogged = "no-error-in-api-log";
-const string KeyCommandPrintsOnlyTheKey = "api-keys-create-prints-only-the-key";
 
 var readyDeadline = TimeSpan.FromSeconds(90);
 var requestTimeout = TimeSpan.FromSeconds(20);
@@ -95,23 +94,12 @@ try
     var log = new ApiLog(api.StdoutPath, api.StderrPath);
     var mark = log.Now();
 
-    string? keyA = null;
-    string? keyB = null;
-    if (!settings.WithoutApiKeys)
-    {
-        foreach (string tenant in new[] { "fuzz-a", "fuzz-b" })
-        {
-            var (key, complaint) = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, tenant, token);
-            if (complaint is not null)
-            {
-                report.Violation(KeyCommandPrintsOnlyTheKey, complaint);
-            }
-
-            (keyA, keyB) = tenant == "fuzz-a" ? (key, keyB) : (keyA, key);
-        }
-
-        Console.WriteLine("made an API key for tenant fuzz-a and one for fuzz-b with 'PollingApi.dll api-keys create'");
-    }
+    // Two tenants' keys, made as an operator makes them: with the API's own command, against the same database.
+    string keyA = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-a",
+        ApiKeyCommand.ClientScopes, token);
+    string keyB = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-b",
+        ApiKeyCommand.ClientScopes, token);
+    Console.WriteLine("made an API key for tenant fuzz-a and one for fuzz-b with 'PollingApi.dll api-keys create'");
 
     var calls = new ApiCalls(plain, api.BaseAddress);
     var known = await KnownResources.CreateAsync(calls, keyA, token);

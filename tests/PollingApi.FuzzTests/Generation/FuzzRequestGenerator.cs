@@ -29,7 +29,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
     private static readonly string[] QueryNames =
         ["status", "kind", "createdAfter", "createdBefore", "limit", "cursor", "wait", "Status", "LIMIT", "x", "", "%00", "limit[]", "cursor%00"];
 
-    private readonly string? _keyA = targets.TenantAKey;
+    private readonly string _keyA = targets.TenantAKey;
 
     public FuzzRequest Generate(long number)
     {
@@ -136,7 +136,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
                     variants.Add(variant);
                     break;
                 case 6:
-                    bool bearerKeyA = random.Chance(0.2) && _keyA is not null;
+                    bool bearerKeyA = random.Chance(0.2);
                     headers.Add(new("Authorization", bearerKeyA ? "Bearer " + _keyA : random.Pick(HostileValues.Authorizations)));
                     variants.Add(bearerKeyA ? "tenant A's key as a bearer token" : "Authorization");
                     // Whether the API takes a key as a bearer token is its choice: such a request is not "without a valid key".
@@ -184,13 +184,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
     private (string Variant, Expectation Expect) HostileKey(Random random, List<KeyValuePair<string, string>> headers, string target)
     {
         headers.RemoveAll(h => h.Key == ApiKeyHeader);
-        if (!targets.Authenticated)
-        {
-            headers.Add(new(ApiKeyHeader, random.Pick(HostileValues.ApiKeys)));
-            return ("garbage X-Api-Key", Expectation.None);
-        }
-
-        string keyA = targets.TenantAKey!;
+        string keyA = targets.TenantAKey;
         bool operationOfA = target.StartsWith("/v1/operations/", StringComparison.Ordinal);
         switch (random.Next(8))
         {
@@ -200,7 +194,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
                 headers.Add(new(ApiKeyHeader, random.Pick(HostileValues.ApiKeys)));
                 return ("garbage X-Api-Key", Expectation.RefusedWithoutValidKey);
             case 3:
-                headers.Add(new(ApiKeyHeader, targets.TenantBKey!));
+                headers.Add(new(ApiKeyHeader, targets.TenantBKey));
                 return ("tenant B's key", operationOfA ? Expectation.NotFoundForOtherTenant : Expectation.None);
             case 4:
                 string altered = random.Next(4) switch
@@ -246,10 +240,10 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
         var headers = Defaults(number, keyA: true);
         var expect = Expectation.None;
         string variant = known ? "one of tenant A's operations" : FuzzRequest.Escape(Encoding.UTF8.GetBytes(id), 60);
-        if (known && targets.Authenticated && target.StartsWith("/v1/operations/", StringComparison.Ordinal) && random.Chance(0.5))
+        if (known && target.StartsWith("/v1/operations/", StringComparison.Ordinal) && random.Chance(0.5))
         {
             headers.RemoveAll(h => h.Key == ApiKeyHeader);
-            headers.Add(new(ApiKeyHeader, targets.TenantBKey!));
+            headers.Add(new(ApiKeyHeader, targets.TenantBKey));
             expect = Expectation.NotFoundForOtherTenant;
             variant += " with tenant B's key";
         }
@@ -357,7 +351,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
     private List<KeyValuePair<string, string>> Defaults(long number, bool keyA)
     {
         var headers = new List<KeyValuePair<string, string>> { new("traceparent", TraceIds.TraceParent(seed, number)) };
-        if (keyA && _keyA is not null)
+        if (keyA)
         {
             headers.Add(new(ApiKeyHeader, _keyA));
         }

@@ -12,7 +12,7 @@ internal sealed record KnownResources(IReadOnlyList<Guid> Operations, Guid Accou
     /// openings, and waits until all are done. Throws <see cref="InvalidOperationException"/> when the API does not
     /// do that: nothing is worth fuzzing then.
     /// </summary>
-    public static async Task<KnownResources> CreateAsync(ApiCalls api, string? key, CancellationToken cancellationToken)
+    public static async Task<KnownResources> CreateAsync(ApiCalls api, string key, CancellationToken cancellationToken)
     {
         var succeeded = await SubmitAsync(api, "/v1/diagnostics/sleep", """{"durationMs":0}""", key, cancellationToken);
         var failed = await SubmitAsync(api, "/v1/diagnostics/sleep", """{"durationMs":0,"failPermanently":true}""", key, cancellationToken);
@@ -49,7 +49,7 @@ internal sealed record KnownResources(IReadOnlyList<Guid> Operations, Guid Accou
         return new KnownResources(operations, accounts[0], accounts[1]);
     }
 
-    private static async Task<Uri> SubmitAsync(ApiCalls api, string path, string json, string? key, CancellationToken cancellationToken)
+    private static async Task<Uri> SubmitAsync(ApiCalls api, string path, string json, string key, CancellationToken cancellationToken)
     {
         var reply = await api.SubmitAsync(path, json, key, cancellationToken);
         return reply is { Status: 202, Location: { } location }
