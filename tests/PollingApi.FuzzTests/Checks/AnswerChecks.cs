@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using PollingApi.FuzzTests.Generation;
@@ -49,6 +50,15 @@ internal static partial class AnswerChecks
         if (outcome.Answers.Count > 0)
         {
             CheckExpectation(request, outcome.Answers[0], report);
+        }
+
+        foreach (var answer in outcome.Answers)
+        {
+            string body = Encoding.UTF8.GetString(answer.Body);
+            if (request.MustNotReveal.FirstOrDefault(id => body.Contains(id, StringComparison.OrdinalIgnoreCase)) is { } revealed)
+            {
+                report.Violation(OtherTenantSeesNothing, $"{request.Describe()} => tenant A's {revealed} is in the answer: {Describe(answer)}");
+            }
         }
     }
 
@@ -121,7 +131,7 @@ internal static partial class AnswerChecks
             }
         }
 
-        if (answer.Status >= 400 && answer.Body.Length > 0 && StackTraceText().IsMatch(System.Text.Encoding.UTF8.GetString(answer.Body)))
+        if (answer.Status >= 400 && answer.Body.Length > 0 && StackTraceText().IsMatch(Encoding.UTF8.GetString(answer.Body)))
         {
             report.Violation(NoExceptionText, $"{request.Describe()} => {Describe(answer)}");
         }

@@ -9,7 +9,7 @@ internal enum Expectation
     /// <summary>Only the general checks: no 5xx, every 4xx body a problem.</summary>
     None,
 
-    /// <summary>Another tenant's key on tenant A's operation: it must look like an id that does not exist (404).</summary>
+    /// <summary>Another tenant's key on tenant A's operation or account: it must look like an id that does not exist (404).</summary>
     NotFoundForOtherTenant,
 
     /// <summary>No valid key on a protected route: never a 2xx or 3xx.</summary>
@@ -72,6 +72,9 @@ internal sealed record FuzzRequest
     public RawExchange? Raw { get; init; }
 
     public Expectation Expect { get; init; } = Expectation.None;
+
+    /// <summary>Text no answer to this request may contain: another tenant's ids.</summary>
+    public IReadOnlyList<string> MustNotReveal { get; init; } = [];
 
     /// <summary>The request for a report: method and target, the headers, the body's length and first bytes (escaped).</summary>
     public string Describe()

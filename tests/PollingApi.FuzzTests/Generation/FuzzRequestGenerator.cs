@@ -47,7 +47,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             roll -= weight;
         }
 
-        return family switch
+        var request = family switch
         {
             "body" => Body(random, number),
             "header" => Header(random, number),
@@ -57,6 +57,23 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             "path" => Path(random, number),
             _ => RawRequests.Generate(random, number, seed, targets, now),
         };
+        return request with { MustNotReveal = Unrevealable(request) };
+    }
+
+    /// <summary>
+    /// For a request sent with tenant B's key (and only that key): tenant A's ids, which no answer to it may contain,
+    /// except the ones the request names itself (a problem's instance repeats the path).
+    /// </summary>
+    private IReadOnlyList<string> Unrevealable(FuzzRequest request)
+    {
+        var keys = request.Headers.Where(h => h.Key == ApiKeyHeader).Select(h => h.Value).ToList();
+        if (keys is not [var key] || key != targets.TenantBKey)
+        {
+            return [];
+        }
+
+        string named = request.Target + (request.Body is null ? "" : Encoding.UTF8.GetString(request.Body));
+        return [.. targets.TenantAIds.Where(id => !named.Contains(id, StringComparison.OrdinalIgnoreCase))];
     }
 
     private FuzzRequest Body(Random random, long number)
@@ -220,15 +237,18 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
 
     private FuzzRequest Id(Random random, long number)
     {
+        int route = random.Next(7);
+        bool accounts = route == 6;
         string id = random.Next(10) switch
         {
             < 6 => random.Pick(HostileValues.MalformedIds),
             6 => random.UnknownVersion7(now).ToString("D", CultureInfo.InvariantCulture),
-            7 => Guid.NewGuid().ToString("D", CultureInfo.InvariantCulture),
+            7 => random.RandomVersion4().ToString("D", CultureInfo.InvariantCulture),
+            _ when accounts => (random.Chance(0.5) ? targets.AccountA : targets.AccountB).ToString("D", CultureInfo.InvariantCulture),
             _ => random.Pick(targets.Operations).ToString("D", CultureInfo.InvariantCulture),
         };
-        bool known = targets.Operations.Any(o => o.ToString("D", CultureInfo.InvariantCulture) == id);
-        var (method, target) = random.Next(7) switch
+        bool known = targets.TenantAIds.Contains(id);
+        var (method, target) = route switch
         {
             0 or 1 => ("GET", $"/v1/operations/{id}"),
             2 => ("GET", $"/v1/operations/{id}?wait={random.Pick(["0", "1", "-1", "x", "99999999999999999999999"])}"),
@@ -239,8 +259,8 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
         };
         var headers = Defaults(number, keyA: true);
         var expect = Expectation.None;
-        string variant = known ? "one of tenant A's operations" : FuzzRequest.Escape(Encoding.UTF8.GetBytes(id), 60);
-        if (known && target.StartsWith("/v1/operations/", StringComparison.Ordinal) && random.Chance(0.5))
+        string variant = known ? "one of tenant A's ids" : FuzzRequest.Escape(Encoding.UTF8.GetBytes(id), 60);
+        if (known && random.Chance(0.5))
         {
             headers.RemoveAll(h => h.Key == ApiKeyHeader);
             headers.Add(new(ApiKeyHeader, targets.TenantBKey));
@@ -284,10 +304,19 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             8 => $"/v1/operations/{random.Pick(targets.Operations):D}",
             _ => $"/v1/accounts/{targets.AccountA:D}",
         };
+        var headers = Defaults(number, keyA: true);
+        string variant = $"GET {Shape(path)}?{FuzzRequest.Escape(Encoding.UTF8.GetBytes(query), 80)}";
+        if (random.Chance(0.2))
+        {
+            // Tenant B's list and filters must never show tenant A's operations.
+            headers.RemoveAll(h => h.Key == ApiKeyHeader);
+            headers.Add(new(ApiKeyHeader, targets.TenantBKey));
+            variant += " with tenant B's key";
+        }
+
         return new FuzzRequest
         {
-            Number = number, Family = "query", Variant = $"GET {Shape(path)}?{FuzzRequest.Escape(Encoding.UTF8.GetBytes(query), 80)}",
-            Method = "GET", Target = path + "?" + query, Headers = Defaults(number, keyA: true),
+            Number = number, Family = "query", Variant = variant, Method = "GET", Target = path + "?" + query, Headers = headers,
         };
     }
 

@@ -9,4 +9,9 @@ internal sealed record FuzzTargets(
     string TenantBKey,
     IReadOnlyList<Guid> Operations,
     Guid AccountA,
-    Guid AccountB);
+    Guid AccountB)
+{
+    /// <summary>Tenant A's operation and account ids, as the API writes them.</summary>
+    public IReadOnlySet<string> TenantAIds { get; } =
+        Operations.Append(AccountA).Append(AccountB).Select(id => id.ToString("D", System.Globalization.CultureInfo.InvariantCulture)).ToHashSet(StringComparer.Ordinal);
+}

@@ -23,6 +23,16 @@ internal static class SeededRandom
     /// <summary>True with probability <paramref name="probability"/>.</summary>
     public static bool Chance(this Random random, double probability) => random.NextDouble() < probability;
 
+    /// <summary>A random UUIDv4 from this generator: well-formed, the wrong version, and no operation has it.</summary>
+    public static Guid RandomVersion4(this Random random)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        random.NextBytes(bytes);
+        bytes[6] = (byte)(0x40 | (bytes[6] & 0x0f));
+        bytes[8] = (byte)(0x80 | (bytes[8] & 0x3f));
+        return new Guid(bytes, bigEndian: true);
+    }
+
     /// <summary>A fresh UUIDv7 for "now" with random bits from this generator: well-formed, and no operation has it.</summary>
     public static Guid UnknownVersion7(this Random random, DateTimeOffset now)
     {
