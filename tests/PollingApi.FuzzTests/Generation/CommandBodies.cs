@@ -123,7 +123,7 @@ internal static class JsonBodyMutator
                 {
                     0 => target.Name.ToUpperInvariant(),
                     1 => target.Name.ToLowerInvariant(),
-                    2 => char.ToUpperInvariant(target.Name[0]) + target.Name[1..],
+                    2 when target.Name.Length > 0 => char.ToUpperInvariant(target.Name[0]) + target.Name[1..],
                     _ => string.Concat(target.Name.Select((c, i) => i % 2 == 0 ? char.ToUpperInvariant(c) : c)),
                 };
                 properties[at] = target with { Name = recased };
