@@ -333,9 +333,11 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             headers.Insert(0, new("Content-Type", "application/json"));
         }
 
+        var (host, extra) = Dress(random, headers);
         return new FuzzRequest
         {
-            Number = number, Family = "method", Variant = $"{Shape(method)} {route}", Method = method, Target = target, Headers = headers, Body = body,
+            Number = number, Family = "method", Variant = $"{Shape(method)} {route}{extra}", Method = method, Target = target, Headers = headers,
+            Body = body, Host = host,
         };
     }
 
@@ -370,11 +372,41 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             headers.Insert(0, new("Content-Type", "application/json"));
         }
 
+        var (host, extra) = Dress(random, headers);
         return new FuzzRequest
         {
-            Number = number, Family = "path", Variant = $"{method} {FuzzRequest.Escape(Encoding.UTF8.GetBytes(target), 80)}", Method = method,
-            Target = target, Headers = headers, Body = body,
+            Number = number, Family = "path", Variant = $"{method} {FuzzRequest.Escape(Encoding.UTF8.GetBytes(target), 80)}{extra}", Method = method,
+            Target = target, Headers = headers, Body = body, Host = host,
         };
+    }
+
+    /// <summary>
+    /// Sometimes an odd Accept, a forged Host or no key on a method or path request: the errors the framework and the
+    /// middleware answer themselves (404, 405, 401, a refused host) must be problems whatever the client accepts.
+    /// </summary>
+    private static (string? Host, string Variant) Dress(Random random, List<KeyValuePair<string, string>> headers)
+    {
+        var variant = new StringBuilder();
+        if (random.Chance(0.25))
+        {
+            string accept = random.Pick(HostileValues.Accepts);
+            headers.Add(new("Accept", accept));
+            variant.Append(CultureInfo.InvariantCulture, $", Accept: {accept}");
+        }
+
+        if (random.Chance(0.1))
+        {
+            headers.RemoveAll(h => h.Key == ApiKeyHeader);
+            variant.Append(", no key");
+        }
+
+        string? host = random.Chance(0.1) ? random.Pick(HostileValues.Hosts) : null;
+        if (host is not null)
+        {
+            variant.Append(", forged Host");
+        }
+
+        return (host, variant.ToString());
     }
 
     private List<KeyValuePair<string, string>> Defaults(long number, bool keyA)

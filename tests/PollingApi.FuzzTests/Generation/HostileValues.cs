@@ -146,6 +146,13 @@ internal static class HostileValues
         new("Operation-Scheduled-At", "garbage"), new("Idempotent-Replayed", "true"), new("Retry-After", "-1"),
     ];
 
+    /// <summary>What the client says it takes: errors the framework writes itself must still be problems, or nothing.</summary>
+    public static readonly IReadOnlyList<string> Accepts =
+    [
+        "application/xml", "text/html", "text/plain", "text/html, */*;q=0.1", "application/problem+xml", "image/png", "application/json;q=0",
+        "application/json", "application/problem+json", "*/*", "", "garbage", "application/*", "text/*;q=abc",
+    ];
+
     public static readonly IReadOnlyList<string> OddMethods =
     [
         "FOO", "get", "Post", "M-SEARCH", "PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "QUERY", "SEARCH", "LINK", "PURGE", "X",
