@@ -21,6 +21,9 @@ internal static partial class AnswerChecks
 
     private const string ProblemMediaType = "application/problem+json";
 
+    /// <summary>What the contract lists for every problem besides type, title and status.</summary>
+    private static readonly string[] ContractMembers = ["detail", "instance", "traceId"];
+
     public static void Check(FuzzRequest request, FuzzOutcome outcome, FuzzReport report)
     {
         if (outcome.Kind == OutcomeKind.TimedOut)
@@ -105,6 +108,13 @@ internal static partial class AnswerChecks
         }
     }
 
+    /// <summary>Which of detail, instance and traceId a well-formed problem lacks.</summary>
+    private static List<string> MissingContractMembers(FuzzAnswer answer)
+    {
+        using var json = JsonDocument.Parse(answer.Body);
+        return [.. ContractMembers.Where(member => !json.RootElement.TryGetProperty(member, out _))];
+    }
+
     public static string Describe(FuzzAnswer answer) =>
         $"{answer.Status} {answer.MediaType ?? "(no Content-Type)"} {FuzzRequest.Escape(answer.Body, 1500)}";
 
@@ -128,6 +138,11 @@ internal static partial class AnswerChecks
             else if (ProblemDefect(answer) is { } defect)
             {
                 report.Violation(ErrorsAreProblems, $"{request.Describe()} => {defect}: {Describe(answer)}");
+            }
+            else if (MissingContractMembers(answer) is { Count: > 0 } missing)
+            {
+                // The contract lists these too; the check above holds a problem to what a client needs to branch on.
+                report.Note($"problem without {string.Join(", ", missing)}", $"{request.Describe()} => {Describe(answer)}");
             }
         }
 
