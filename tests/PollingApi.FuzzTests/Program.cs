@@ -23,6 +23,7 @@ var readyDeadline = TimeSpan.FromSeconds(90);
 var requestTimeout = TimeSpan.FromSeconds(20);
 var rawReadTimeout = TimeSpan.FromSeconds(5);
 var stopDeadline = TimeSpan.FromSeconds(30);
+var keyDeadline = TimeSpan.FromSeconds(120);
 
 if (args is ["-h" or "--help"])
 {
@@ -95,10 +96,24 @@ try
     var mark = log.Now();
 
     // Two tenants' keys, made as an operator makes them: with the API's own command, against the same database.
-    string keyA = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-a",
-        ApiKeyCommand.ClientScopes, token);
-    string keyB = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-b",
-        ApiKeyCommand.ClientScopes, token);
+    string keyA;
+    string keyB;
+    using (var keysDeadline = CancellationTokenSource.CreateLinkedTokenSource(token))
+    {
+        keysDeadline.CancelAfter(keyDeadline);
+        try
+        {
+            keyA = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-a",
+                ApiKeyCommand.ClientScopes, keysDeadline.Token);
+            keyB = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-b",
+                ApiKeyCommand.ClientScopes, keysDeadline.Token);
+        }
+        catch (OperationCanceledException) when (!token.IsCancellationRequested)
+        {
+            throw new TimeoutException($"'PollingApi.dll api-keys create' did not make both keys within {keyDeadline.TotalSeconds:0} s.");
+        }
+    }
+
     Console.WriteLine("made an API key for tenant fuzz-a and one for fuzz-b with 'PollingApi.dll api-keys create'");
 
     var calls = new ApiCalls(plain, api.BaseAddress);
