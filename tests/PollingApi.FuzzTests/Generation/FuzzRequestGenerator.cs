@@ -5,7 +5,7 @@ namespace PollingApi.FuzzTests.Generation;
 
 /// <summary>
 /// Makes request number N of a seed's sequence, always the same one: a hostile body, hostile headers, a hostile id,
-/// a hostile query, an unexpected method, a junk path, or (about one in twenty) bytes for a raw socket.
+/// a hostile query, an unexpected method, a junk path, or (about one in twelve) bytes for a raw socket.
 /// </summary>
 internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTimeOffset now)
 {
@@ -80,7 +80,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
     {
         var route = random.Pick(CommandRoute.All);
         var (body, variant) = JsonBodyMutator.Mutate(random, route, targets);
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         headers.Insert(0, new("Content-Type", random.Chance(0.9) ? "application/json" : random.Pick(HostileValues.ContentTypes)));
         if (random.Chance(0.2))
         {
@@ -110,7 +110,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             < 8 => ("GET", $"/v1/operations/{op:D}", null),
             _ => ("GET", "/v1/operations", (byte[]?)null),
         };
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         if (body is not null)
         {
             headers.Insert(0, new("Content-Type", "application/json"));
@@ -257,7 +257,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             5 => ("DELETE", $"/v1/operations/{id}"),
             _ => ("GET", $"/v1/accounts/{id}"),
         };
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         var expect = Expectation.None;
         string variant = known ? "one of tenant A's ids" : FuzzRequest.Escape(Encoding.UTF8.GetBytes(id), 60);
         if (known && random.Chance(0.5))
@@ -304,7 +304,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             8 => $"/v1/operations/{random.Pick(targets.Operations):D}",
             _ => $"/v1/accounts/{targets.AccountA:D}",
         };
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         string variant = $"GET {Shape(path)}?{FuzzRequest.Escape(Encoding.UTF8.GetBytes(query), 80)}";
         if (random.Chance(0.2))
         {
@@ -325,7 +325,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
         string method = random.Chance(0.6) ? random.Pick(HostileValues.StandardMethods) : random.Pick(HostileValues.OddMethods);
         string route = random.Pick(Routes);
         string target = Fill(random, route);
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         byte[]? body = null;
         if (random.Chance(0.5) && method != "HEAD" && method != "GET")
         {
@@ -364,7 +364,7 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
             "/v1/operations/" + string.Concat(Enumerable.Repeat("%2F", 1500)), "/v1/operations/%252e%252e", "/v1/%2e/operations",
         ]);
         string method = random.Next(10) switch { < 6 => "GET", < 9 => "POST", _ => "DELETE" };
-        var headers = Defaults(number, keyA: true);
+        var headers = Defaults(number);
         byte[]? body = null;
         if (method == "POST")
         {
@@ -409,16 +409,9 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
         return (host, variant.ToString());
     }
 
-    private List<KeyValuePair<string, string>> Defaults(long number, bool keyA)
-    {
-        var headers = new List<KeyValuePair<string, string>> { new("traceparent", TraceIds.TraceParent(seed, number)) };
-        if (keyA)
-        {
-            headers.Add(new(ApiKeyHeader, _keyA));
-        }
-
-        return headers;
-    }
+    /// <summary>What every request starts with: the trace id that names it, and tenant A's key to get past authentication.</summary>
+    private List<KeyValuePair<string, string>> Defaults(long number) =>
+        [new("traceparent", TraceIds.TraceParent(seed, number)), new(ApiKeyHeader, _keyA)];
 
     private string Fill(Random random, string route) => route
         .Replace("{op}", random.Pick(targets.Operations).ToString("D", CultureInfo.InvariantCulture), StringComparison.Ordinal)
