@@ -261,6 +261,16 @@ if [[ "$status_line" != "HTTP/1.1 400"* ]]; then
 fi
 echo "ok: a body with an invalid chunk size -> 400"
 
+# A chunk size too large to be a number fails below the framework's own checks: still the client's fault.
+exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}"
+printf 'POST /v1/diagnostics/sleep HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nffffffffffffffffffff\r\n{}\r\n0\r\n\r\n' "$hostport" "$key_line" >&3
+IFS= read -r -t 10 status_line <&3 || status_line="(no answer)"
+exec 3<&- 3>&-
+if [[ "$status_line" != "HTTP/1.1 400"* ]]; then
+  fail "POST with an overflowing chunk size -> HTTP/1.1 400" "${status_line%$'\r'}"
+fi
+echo "ok: a body with an overflowing chunk size -> 400"
+
 # 2. Submit a short sleep.
 submit_sleep '{"durationMs": 200}'
 echo "ok: sleep submitted -> 202 with Location/Operation-Location/Retry-After, operation $OP_ID"

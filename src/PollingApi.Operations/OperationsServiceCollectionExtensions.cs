@@ -11,6 +11,7 @@ using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
 using PollingApi.Operations.Lifecycle;
 using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Http;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Security;
 using PollingApi.Operations.Worker;
@@ -106,6 +107,7 @@ public static class OperationsServiceCollectionExtensions
         AddSecurity(services);
 
         services.AddExceptionHandler<DatabaseUnavailableExceptionHandler>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IProblemDetailsWriter, JsonProblemDetailsWriter>());
         services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 
         services.AddSingleton<OperationNotifier>();

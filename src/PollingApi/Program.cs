@@ -90,7 +90,8 @@ app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseOperationsSecurity();
 
-app.MapOpenApi();
+// The one document, at a fixed path: any other name is an unknown route (a 404 problem, not the generator's text).
+app.MapOpenApi("/openapi/v1.json");
 app.UseSwaggerUI(ui =>
 {
     ui.SwaggerEndpoint("/openapi/v1.json", "PollingApi v1");

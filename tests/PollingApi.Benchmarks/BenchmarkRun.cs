@@ -78,7 +78,7 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         // Authenticated as a deployment is: one tenant's key, made with the API's own command, on every request.
         string apiConnectionString = cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase);
         http.DefaultRequestHeaders.Add("X-Api-Key", await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
-            apiConnectionString, "bench", ApiKeyCommand.ClientScopes, cancellationToken));
+            apiConnectionString, "bench", ApiKeyCommand.ClientScopes, "bench", cancellationToken));
         Log("starting the API (Release, Production, from its output folder)");
         await using var api = await ApiProcess.StartAsync(settings.ApiDll, apiConnectionString, ApiEnvironment(settings),
             Path.Combine(runDirectory, "api"), http, cancellationToken);

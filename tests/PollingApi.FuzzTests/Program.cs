@@ -104,9 +104,9 @@ try
         try
         {
             keyA = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-a",
-                ApiKeyCommand.ClientScopes, keysDeadline.Token);
+                ApiKeyCommand.ClientScopes, "fuzz", keysDeadline.Token);
             keyB = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll, connectionString, "fuzz-b",
-                ApiKeyCommand.ClientScopes, keysDeadline.Token);
+                ApiKeyCommand.ClientScopes, "fuzz", keysDeadline.Token);
         }
         catch (OperationCanceledException) when (!token.IsCancellationRequested)
         {

@@ -28,6 +28,7 @@ public sealed class LoopbackApiProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly Task _copyOutput;
     private readonly Task _copyError;
+    private int _disposed;
 
     private LoopbackApiProcess(Process process, Uri baseAddress, string stdoutPath, string stderrPath)
     {
@@ -195,6 +196,11 @@ public sealed class LoopbackApiProcess : IAsyncDisposable
     /// <summary>Kills the process if it still runs, then waits (briefly) for its output to reach the files.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         if (!_process.HasExited)
         {
             Kill();

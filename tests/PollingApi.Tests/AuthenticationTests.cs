@@ -32,6 +32,18 @@ public sealed class AuthenticationTests(SecuredPollingApiFactory factory) : ICla
     }
 
     [Theory]
+    [InlineData("text/html,application/xhtml+xml")]
+    [InlineData("application/xml")]
+    public async Task ABrowsersRequestWithoutCredentialsGetsTheSameProblem(string accept)
+    {
+        var response = await factory.CreateClient().SendAsync(HttpMethod.Get, "/v1/operations", null,
+            request => request.Headers.TryAddWithoutValidation("Accept", accept));
+
+        ProblemAssert.IsProblem(response, HttpStatusCode.Unauthorized, "urn:pollingapi:problem:unauthorized", "/v1/operations");
+        Assert.DoesNotContain(factory.Logs.Entries, log => log.Level >= Microsoft.Extensions.Logging.LogLevel.Error);
+    }
+
+    [Theory]
     [InlineData("not-a-key")]
     [InlineData("pak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
     public async Task AnUnknownKeyIsUnauthorized(string key)

@@ -68,6 +68,28 @@ public sealed class HostileInputTests(PollingApiFactory factory) : IClassFixture
         Assert.Equal(before, await factory.Operations.CountAsync());
     }
 
+    [Theory]
+    [InlineData("GET", "/v1/transfers", HttpStatusCode.MethodNotAllowed, "urn:pollingapi:problem:method-not-allowed")]
+    [InlineData("GET", "/v1/nothing-here", HttpStatusCode.NotFound, "urn:pollingapi:problem:not-found")]
+    [InlineData("GET", "/openapi/v2.json", HttpStatusCode.NotFound, "urn:pollingapi:problem:not-found")]
+    [InlineData("GET", "/v1/operations/not-an-id", HttpStatusCode.BadRequest, "urn:pollingapi:problem:invalid-operation-id")]
+    [InlineData("GET", "/v1/operations?limit=0", HttpStatusCode.BadRequest, "urn:pollingapi:problem:validation-failed")]
+    public async Task AnErrorIsAProblemEvenForAClientThatAcceptsOnlyHtmlOrXml(string method, string path, HttpStatusCode status, string type)
+    {
+        foreach (string accept in new[] { "text/html", "application/xml", "text/plain" })
+        {
+            var response = await _client.SendAsync(new HttpMethod(method), path, null, request => request.Headers.Add("Accept", accept));
+
+            var problem = ProblemAssert.IsProblem(response, status, type, path[..(path.IndexOf('?', StringComparison.Ordinal) is var q and >= 0 ? q : path.Length)]);
+            if (type.EndsWith("validation-failed", StringComparison.Ordinal))
+            {
+                Assert.Equal(JsonValueKind.Object, problem.GetProperty("errors").ValueKind);
+            }
+        }
+
+        Assert.DoesNotContain(factory.Logs.Entries, log => log.Level >= LogLevel.Error);
+    }
+
     [Fact]
     public async Task EveryAnswerForbidsContentSniffing()
     {

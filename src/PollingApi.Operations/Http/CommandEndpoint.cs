@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using FluentValidation;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -170,6 +171,10 @@ internal static class CommandEndpoint
 
     private readonly record struct Body(ReadOnlyMemory<byte> Bytes, ProblemHttpResult? Problem);
 
+    private static ProblemHttpResult UnreadableBody(int status) =>
+        Problems.Create(status, ProblemTypes.BadRequest, "The request body could not be read.",
+            "The body was cut short, sent too slowly, or its chunked encoding is invalid.");
+
     private static async Task<Body> ReadBodyAsync(HttpContext http, long limit, CancellationToken cancellationToken)
     {
         var request = http.Request;
@@ -211,8 +216,19 @@ internal static class CommandEndpoint
         {
             // The server could not read the body (invalid chunked encoding, sent too slowly, cut short): the client's
             // fault, answered as such, not an unhandled exception.
-            return new Body(default, Problems.Create(ex.StatusCode, ProblemTypes.BadRequest, "The request body could not be read.",
-                "The body was cut short, sent too slowly, or its chunked encoding is invalid."));
+            return new Body(default, UnreadableBody(ex.StatusCode));
+        }
+        catch (ConnectionResetException)
+        {
+            // The client reset the connection mid-body: nobody is there to answer. Aborting also stops the server from
+            // draining a body that is half read.
+            http.Abort();
+            return new Body(default, UnreadableBody(StatusCodes.Status400BadRequest));
+        }
+        catch (IOException)
+        {
+            // Framing errors found below Kestrel's own checks, such as a chunk size too large to be a number.
+            return new Body(default, UnreadableBody(StatusCodes.Status400BadRequest));
         }
 
         if (buffer.Length == 0)

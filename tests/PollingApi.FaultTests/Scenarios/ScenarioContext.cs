@@ -22,7 +22,7 @@ internal sealed record ScenarioContext(
         string runDirectory = Path.Combine(Settings.RunDirectory, scenario);
         Directory.CreateDirectory(runDirectory);
         string apiKey = await ApiKeyCommand.CreateAsync(DotnetHost, Settings.ApiDll, database.NodeConnectionString, "fault-" + scenario,
-            [.. ApiKeyCommand.ClientScopes, "admin"], cancellationToken);
+            [.. ApiKeyCommand.ClientScopes, "admin"], "fault", cancellationToken);
         return (database, new NodeLaunch(DotnetHost, Settings.ApiDll, runDirectory, database.NodeConnectionString, apiKey, NodeLaunch.TestTimings));
     }
 
