@@ -42,20 +42,20 @@ internal sealed class ApiKeyVerifier : IDisposable
             return null;
         }
 
-        byte[] hash = ApiKeySecret.Hash(presented!);
-        string cacheKey = Convert.ToHexString(hash);
-        if (_cache.TryGetValue(cacheKey, out Verified? verified))
+        // Looked up by the key as presented (it is in this process's memory for the request anyway): a request whose
+        // key was read lately costs no hash.
+        if (_cache.TryGetValue(presented!, out Verified? verified))
         {
             return verified!.Caller;
         }
 
-        var key = await _store.FindActiveAsync(hash, cancellationToken).ConfigureAwait(false);
+        var key = await _store.FindActiveAsync(ApiKeySecret.Hash(presented!), cancellationToken).ConfigureAwait(false);
         var caller = key is null
             ? null
             : CallerClaims.Principal(ApiKeyAuthenticationHandler.SchemeName, key.Tenant, key.Scopes, $"key {key.Id}");
         if (_cacheDuration > TimeSpan.Zero)
         {
-            _cache.Set(cacheKey, new Verified(caller), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
+            _cache.Set(presented!, new Verified(caller), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
         }
 
         return caller;

@@ -7,12 +7,12 @@ using Microsoft.Extensions.Options;
 namespace PollingApi.Operations.Security;
 
 /// <summary>
-/// The authentication schemes: one policy scheme that picks the JWT bearer handler for an <c>Authorization: Bearer</c>
-/// header (when JWT is configured) and the API key handler otherwise.
+/// The authentication schemes: the API key handler, which hands an <c>Authorization: Bearer</c> request to the JWT
+/// bearer handler when JWTs are configured.
 /// </summary>
 internal static class CallerAuthentication
 {
-    public const string SchemeName = "PollingApi";
+    public const string SchemeName = ApiKeyAuthenticationHandler.SchemeName;
 
     public static void AddSchemes(IServiceCollection services)
     {
@@ -23,24 +23,23 @@ internal static class CallerAuthentication
                 options.DefaultChallengeScheme = SchemeName;
                 options.DefaultForbidScheme = SchemeName;
             })
-            .AddPolicyScheme(SchemeName, "API key or bearer token", policy => policy.ForwardDefaultSelector = SelectScheme)
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(SchemeName, null);
+        services.AddOptions<AuthenticationSchemeOptions>(SchemeName).Configure<IOptions<CallerAuthenticationOptions>>((scheme, configured) =>
+        {
+            if (configured.Value.JwtEnabled)
+            {
+                scheme.ForwardDefaultSelector = http => IsBearer(http.Request) ? JwtBearerDefaults.AuthenticationScheme : null;
+            }
+        });
 
-        // Configured even when JWT is off (it is then never selected), so that the options can be read from configuration.
+        // Configured even when JWT is off (it is then never forwarded to), so that the options can be read from configuration.
         authentication.AddJwtBearer();
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<CallerAuthenticationOptions>>((jwt, configured) => ConfigureJwt(jwt, configured.Value.Jwt));
     }
 
-    private static string SelectScheme(HttpContext http)
-    {
-        var options = http.RequestServices.GetRequiredService<IOptions<CallerAuthenticationOptions>>().Value;
-        return options.JwtEnabled
-               && http.Request.Headers.Authorization is [{ } authorization]
-               && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
-            ? JwtBearerDefaults.AuthenticationScheme
-            : ApiKeyAuthenticationHandler.SchemeName;
-    }
+    private static bool IsBearer(HttpRequest request) =>
+        request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
 
     private static void ConfigureJwt(JwtBearerOptions jwt, JwtSettings settings)
     {
