@@ -1,4 +1,5 @@
 using System.Security.Claims;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Caching.Memory;
 using Microsoft.Extensions.Options;
 using PollingApi.Operations.Storage;
@@ -21,7 +22,7 @@ internal sealed class ApiKeyVerifier : IDisposable
         _store = store;
         _cacheDuration = options.Value.ApiKeyCacheDuration;
         Anonymous = options.Value.AllowAnonymous
-            ? CallerClaims.Principal("Anonymous", options.Value.AnonymousTenant, AnonymousScopes, "anonymous")
+            ? SignedIn(CallerClaims.Principal("Anonymous", options.Value.AnonymousTenant, AnonymousScopes, "anonymous"))
             : null;
     }
 
@@ -29,39 +30,43 @@ internal sealed class ApiKeyVerifier : IDisposable
     internal static readonly string[] AnonymousScopes = [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage];
 
     /// <summary>Who a request without credentials is, when anonymous callers are allowed; null when they are not.</summary>
-    public ClaimsPrincipal? Anonymous { get; }
+    public AuthenticateResult? Anonymous { get; }
+
+    private static readonly AuthenticateResult NotAKey = AuthenticateResult.Fail("The API key is unknown or revoked.");
+
+    private static AuthenticateResult SignedIn(ClaimsPrincipal caller) =>
+        AuthenticateResult.Success(new AuthenticationTicket(caller, ApiKeyAuthenticationHandler.SchemeName));
 
     /// <summary>
-    /// The caller the key <paramref name="presented"/> signs in, or null when it is not an active key (unknown, revoked or
-    /// malformed). The principal is made once per read of the key and shared by the requests that present it meanwhile.
+    /// Who the key <paramref name="presented"/> signs in, or a failure when it is not an active key (unknown, revoked or
+    /// malformed). The result is made once per read of the key and shared by the requests that present it meanwhile.
     /// </summary>
-    public async ValueTask<ClaimsPrincipal?> VerifyAsync(string? presented, CancellationToken cancellationToken)
+    public async ValueTask<AuthenticateResult> VerifyAsync(string? presented, CancellationToken cancellationToken)
     {
         if (!ApiKeySecret.HasKeyShape(presented))
         {
-            return null;
+            return NotAKey;
         }
 
         // Looked up by the key as presented (it is in this process's memory for the request anyway): a request whose
         // key was read lately costs no hash.
-        if (_cache.TryGetValue(presented!, out Verified? verified))
+        if (_cache.TryGetValue(presented!, out AuthenticateResult? verified))
         {
-            return verified!.Caller;
+            return verified!;
         }
 
         var key = await _store.FindActiveAsync(ApiKeySecret.Hash(presented!), cancellationToken).ConfigureAwait(false);
-        var caller = key is null
-            ? null
-            : CallerClaims.Principal(ApiKeyAuthenticationHandler.SchemeName, key.Tenant, key.Scopes, $"key {key.Id}");
+        var result = key is null
+            ? NotAKey
+            : SignedIn(CallerClaims.Principal(ApiKeyAuthenticationHandler.SchemeName, key.Tenant, key.Scopes, $"key {key.Id}"));
         if (_cacheDuration > TimeSpan.Zero)
         {
-            _cache.Set(presented!, new Verified(caller), new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
+            _cache.Set(presented!, result, new MemoryCacheEntryOptions { Size = 1, AbsoluteExpirationRelativeToNow = _cacheDuration });
         }
 
-        return caller;
+        return result;
     }
 
     public void Dispose() => _cache.Dispose();
 
-    private sealed record Verified(ClaimsPrincipal? Caller);
 }

@@ -1,14 +1,12 @@
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
 namespace PollingApi.Operations.Security;
 
 /// <summary>
-/// The authentication schemes: the API key handler, which hands an <c>Authorization: Bearer</c> request to the JWT
-/// bearer handler when JWTs are configured.
+/// The authentication schemes: the API key handler (see <see cref="ApiKeyAuthenticationHandler"/>), which hands an
+/// <c>Authorization: Bearer</c> request to the JWT bearer handler when JWTs are configured.
 /// </summary>
 internal static class CallerAuthentication
 {
@@ -18,18 +16,12 @@ internal static class CallerAuthentication
     {
         // No default authenticate scheme: a request is authenticated only where a scope policy asks for it (see
         // ScopePolicies), so health checks and the document never wait on a key lookup, nor fail with the database.
+        services.AddTransient<ApiKeyAuthenticationHandler>();
         var authentication = services.AddAuthentication(options =>
-            {
-                options.DefaultChallengeScheme = SchemeName;
-                options.DefaultForbidScheme = SchemeName;
-            })
-            .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(SchemeName, null);
-        services.AddOptions<AuthenticationSchemeOptions>(SchemeName).Configure<IOptions<CallerAuthenticationOptions>>((scheme, configured) =>
         {
-            if (configured.Value.JwtEnabled)
-            {
-                scheme.ForwardDefaultSelector = http => IsBearer(http.Request) ? JwtBearerDefaults.AuthenticationScheme : null;
-            }
+            options.AddScheme<ApiKeyAuthenticationHandler>(SchemeName, "API key (or bearer token)");
+            options.DefaultChallengeScheme = SchemeName;
+            options.DefaultForbidScheme = SchemeName;
         });
 
         // Configured even when JWT is off (it is then never forwarded to), so that the options can be read from configuration.
@@ -37,9 +29,6 @@ internal static class CallerAuthentication
         services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
             .Configure<IOptions<CallerAuthenticationOptions>>((jwt, configured) => ConfigureJwt(jwt, configured.Value.Jwt));
     }
-
-    private static bool IsBearer(HttpRequest request) =>
-        request.Headers.Authorization is [{ } authorization] && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
 
     private static void ConfigureJwt(JwtBearerOptions jwt, JwtSettings settings)
     {
