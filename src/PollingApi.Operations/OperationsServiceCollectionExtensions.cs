@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Security;
+using PollingApi.Operations.Telemetry;
 using PollingApi.Operations.Worker;
 using PollingApi.Operations.Storage;
 using Quartz;
@@ -66,6 +67,8 @@ public static class OperationsServiceCollectionExtensions
             }
         });
         services.AddSingleton(new OperationsDatabase(connectionString));
+        services.AddMetrics();
+        services.AddSingleton<OperationMetrics>();
         services.AddSingleton<DatabaseMigrator>();
         services.AddHostedService<DatabaseMigrationService>();
         services.AddSingleton<OperationStore>();

@@ -54,6 +54,8 @@ builder.Services.AddOpenApi(options =>
 });
 builder.Services.AddValidatorsFromAssemblyContaining<Program>();
 
+builder.AddPollingApiTelemetry();
+
 var forwardedHeaders = builder.Configuration.GetSection(ForwardedHeadersSettings.SectionName).Get<ForwardedHeadersSettings>()
                        ?? new ForwardedHeadersSettings();
 builder.Services.Configure<ForwardedHeadersOptions>(forwardedHeaders.Apply);
@@ -97,6 +99,7 @@ app.UseSwaggerUI(ui =>
     ui.SwaggerEndpoint("/openapi/v1.json", "PollingApi v1");
     ui.RoutePrefix = "swagger";
 });
+app.MapMetrics();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
 app.MapOperations();

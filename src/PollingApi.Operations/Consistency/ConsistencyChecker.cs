@@ -1,22 +1,56 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using System.Diagnostics.Metrics;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 using Quartz;
 
 namespace PollingApi.Operations.Consistency;
 
-/// <summary>Runs every registered <see cref="IConsistencyCheck"/>.</summary>
-internal sealed class ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, TimeProvider timeProvider)
+/// <summary>
+/// Runs every registered <see cref="IConsistencyCheck"/>. What the last run on this node found is served as the
+/// <c>pollingapi_consistency_findings</c> gauge, per check (a check that found something before and nothing now reads 0).
+/// </summary>
+internal sealed class ConsistencyChecker
 {
+    private readonly IEnumerable<IConsistencyCheck> _checks;
+    private readonly TimeProvider _timeProvider;
+    private Dictionary<string, int> _lastFindings = [];
+
+    public ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, TimeProvider timeProvider, OperationMetrics metrics)
+    {
+        _checks = checks;
+        _timeProvider = timeProvider;
+        metrics.Meter.CreateObservableGauge("pollingapi.consistency.findings", ObserveFindings, "{finding}",
+            "Findings of the last consistency check on this node, by check; check=\"all\" is their total (0 until a check has run).");
+    }
+
+    private IEnumerable<Measurement<int>> ObserveFindings()
+    {
+        var last = Volatile.Read(ref _lastFindings);
+        yield return new Measurement<int>(last.Values.Sum(), new KeyValuePair<string, object?>("check", "all"));
+        foreach (var (check, count) in last)
+        {
+            yield return new Measurement<int>(count, new KeyValuePair<string, object?>("check", check));
+        }
+    }
+
     public async Task<ConsistencyReport> RunAsync(CancellationToken cancellationToken)
     {
         var findings = new List<ConsistencyFinding>();
-        foreach (var check in checks)
+        foreach (var check in _checks)
         {
             findings.AddRange(await check.RunAsync(cancellationToken).ConfigureAwait(false));
         }
 
-        return new ConsistencyReport(timeProvider.GetUtcNow().UtcDateTime, findings);
+        var counts = Volatile.Read(ref _lastFindings).Keys.ToDictionary(check => check, _ => 0, StringComparer.Ordinal);
+        foreach (var finding in findings)
+        {
+            counts[finding.Check] = counts.GetValueOrDefault(finding.Check) + 1;
+        }
+
+        Volatile.Write(ref _lastFindings, counts);
+        return new ConsistencyReport(_timeProvider.GetUtcNow().UtcDateTime, findings);
     }
 }
 

@@ -1,5 +1,6 @@
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Lifecycle;
 
@@ -45,6 +46,7 @@ internal sealed class OperationChanges(
     CommandRegistry commands,
     CommitOutcomeResolver resolver,
     OperationSignals signals,
+    OperationMetrics metrics,
     TimeProvider timeProvider)
 {
     private const string CancelRule = "only a pending or running operation can be cancelled";
@@ -133,6 +135,7 @@ internal sealed class OperationChanges(
                 .ConfigureAwait(false);
             if (cancelled is not null)
             {
+                metrics.Completed(cancelled.Kind, OperationStatus.Cancelled, cancelled.CreatedAt, now);
                 signals.Finished(id);
                 return ChangeResult.Changed(cancelled);
             }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Lifecycle;
 
@@ -19,9 +20,12 @@ internal sealed partial class OperationNotificationListener(
     FinishedOperationCache finishedOperations,
     NodeIdentity node,
     TimeProvider timeProvider,
+    OperationMetrics metrics,
     ILogger<OperationNotificationListener> logger) : BackgroundService
 {
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    private bool _listenedBefore;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -81,6 +85,12 @@ internal sealed partial class OperationNotificationListener(
         }
 
         LogListening();
+        if (_listenedBefore)
+        {
+            metrics.ListenerReconnected();
+        }
+
+        _listenedBefore = true;
         // Anything that happened while no one was listening: let waiters read again, and look for work.
         signals.MayHaveMissedChanges();
         finishedOperations.Start();

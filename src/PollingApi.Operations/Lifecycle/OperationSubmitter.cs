@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Lifecycle;
 
@@ -37,6 +38,7 @@ internal sealed class OperationSubmitter(
     OperationSignals signals,
     OperationWaiting waiting,
     TenantQuota quota,
+    OperationMetrics metrics,
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider)
 {
@@ -90,9 +92,13 @@ internal sealed class OperationSubmitter(
                 }
             }
 
-            if (!replayed && row.Status == OperationStatus.Pending)
+            if (!replayed)
             {
-                signals.Pending();
+                metrics.Submitted(command.Kind);
+                if (row.Status == OperationStatus.Pending)
+                {
+                    signals.Pending();
+                }
             }
 
             if (waiter is not null && !OperationStatus.IsTerminal(row.Status))

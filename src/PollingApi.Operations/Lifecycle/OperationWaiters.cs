@@ -1,4 +1,5 @@
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Lifecycle;
 
@@ -11,6 +12,10 @@ internal sealed class OperationWaiters
 {
     private readonly Dictionary<Guid, List<TaskCompletionSource<OperationRow?>>> _waiting = [];
     private readonly Lock _lock = new();
+
+    public OperationWaiters(OperationMetrics metrics) =>
+        metrics.Meter.CreateObservableGauge("pollingapi.waiting_requests", () => Count, "{request}",
+            "Long-polls and Prefer: wait requests waiting on this node now.");
 
     /// <summary>How many requests are waiting now.</summary>
     public int Count

@@ -269,7 +269,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             FROM expired
             WHERE o.id = expired.id
               AND o.status = 'running' AND o.locked_until < @now
-            RETURNING o.id, o.status
+            RETURNING o.id, o.kind, o.status
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var rescued = await connection.QueryAsync<RescuedOperation>(new CommandDefinition(Sql,

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Storage;
 
@@ -27,9 +28,13 @@ internal sealed class OperationBatchWriter : IAsyncDisposable
     private readonly GroupCommit<OperationInsert, bool> _inserts;
     private readonly GroupCommit<OperationCompletion, OperationRow?> _completions;
 
-    public OperationBatchWriter(OperationStore store, AttemptStore attempts, CommitOutcomeResolver resolver, IOptions<OperationsOptions> options)
+    private readonly OperationMetrics _metrics;
+
+    public OperationBatchWriter(OperationStore store, AttemptStore attempts, CommitOutcomeResolver resolver, IOptions<OperationsOptions> options,
+        OperationMetrics metrics)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _metrics = metrics;
         _store = store;
         _attempts = attempts;
         _resolver = resolver;
@@ -63,6 +68,7 @@ internal sealed class OperationBatchWriter : IAsyncDisposable
         try
         {
             await _store.InsertManyAsync(batch, _leaseDuration, CancellationToken.None).ConfigureAwait(false);
+            _metrics.GroupCommitted(batch.Count);
         }
         catch (CommitOutcomeUnknownException unknown)
         {

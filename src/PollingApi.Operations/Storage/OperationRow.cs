@@ -73,6 +73,7 @@ internal sealed record OperationRow
 internal sealed class RescuedOperation
 {
     public Guid Id { get; init; }
+    public string Kind { get; init; } = "";
     public string Status { get; init; } = "";
 }
 
@@ -87,7 +88,18 @@ internal sealed class RenewedLease
 internal sealed class KindStatistics
 {
     public string Kind { get; init; } = "";
+
+    /// <summary>Pending and due now.</summary>
     public long Pending { get; init; }
+
+    /// <summary>Pending, due or waiting for a retry's backoff.</summary>
+    public long PendingAll { get; init; }
+
+    public long Running { get; init; }
+
+    /// <summary>When the longest-waiting due operation fell due; null when none is due.</summary>
+    public DateTime? OldestDueAt { get; init; }
+
     public double? MeanRunSeconds { get; init; }
 }
 
@@ -98,6 +110,10 @@ internal sealed record OperationQuery(string? Status, string? Kind, DateTime? Cr
 internal sealed class ClaimedOperation
 {
     public Guid Id { get; init; }
+
+    /// <summary>When this node started the attempt (a <see cref="System.Diagnostics.Stopwatch"/> timestamp): its duration's start.</summary>
+    public long StartedTimestamp { get; set; }
+
     public string Owner { get; init; } = "";
     public string Kind { get; init; } = "";
     public string Payload { get; init; } = "";

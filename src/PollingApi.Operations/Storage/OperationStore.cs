@@ -298,10 +298,14 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
                 ORDER BY completed_at DESC
                 LIMIT 2000),
             runs AS (SELECT kind, avg(run_seconds)::float8 AS mean_run_seconds FROM recent GROUP BY kind),
-            queue AS (SELECT kind, count(*) AS pending FROM operations
-                      WHERE status = 'pending' AND next_attempt_at <= @now GROUP BY kind)
-            SELECT coalesce(runs.kind, queue.kind) AS kind, coalesce(queue.pending, 0) AS pending, runs.mean_run_seconds
-            FROM runs FULL JOIN queue ON runs.kind = queue.kind
+            queue AS (SELECT kind, count(*) FILTER (WHERE next_attempt_at <= @now) AS pending, count(*) AS pending_all,
+                             min(next_attempt_at) FILTER (WHERE next_attempt_at <= @now) AS oldest_due_at
+                      FROM operations WHERE status = 'pending' GROUP BY kind),
+            busy AS (SELECT kind, count(*) AS running FROM operations WHERE status = 'running' GROUP BY kind)
+            SELECT coalesce(runs.kind, queue.kind, busy.kind) AS kind, coalesce(queue.pending, 0) AS pending,
+                   coalesce(queue.pending_all, 0) AS pending_all, coalesce(busy.running, 0) AS running, queue.oldest_due_at,
+                   runs.mean_run_seconds
+            FROM runs FULL JOIN queue ON runs.kind = queue.kind FULL JOIN busy ON coalesce(runs.kind, queue.kind) = busy.kind
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var rows = await connection.QueryAsync<KindStatistics>(new CommandDefinition(Sql, new { now, since }, cancellationToken: cancellationToken))

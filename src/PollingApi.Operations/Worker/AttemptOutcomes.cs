@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Worker;
 
@@ -18,6 +19,7 @@ internal sealed partial class AttemptOutcomes(
     RetryBackoff backoff,
     OutcomeWriter writer,
     WorkerContext context,
+    OperationMetrics metrics,
     ILogger<AttemptOutcomes> logger)
 {
     /// <summary>
@@ -44,6 +46,7 @@ internal sealed partial class AttemptOutcomes(
         if (stored)
         {
             LogSucceeded();
+            Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded);
         }
     }
 
@@ -66,20 +69,52 @@ internal sealed partial class AttemptOutcomes(
         if (await writer.CommitAsync(operation, transaction, completion).ConfigureAwait(false))
         {
             LogSucceeded();
+            Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded);
         }
     }
 
-    /// <summary>Ends the operation failed with a problem of the given type.</summary>
-    public Task FailAsync(ClaimedOperation operation, string type, string title, string? detail) =>
-        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
-                OperationErrors.Json(type, title, detail), context.Now(), ct),
-            writer.LeftAs(operation, (OperationStatus.Failed, type)));
+    /// <summary>
+    /// Ends the operation failed with a problem of the given type; <paramref name="outcome"/> says how the attempt ended
+    /// (a permanent failure, or the last transient one).
+    /// </summary>
+    public async Task FailAsync(ClaimedOperation operation, string type, string title, string? detail,
+        string outcome = AttemptOutcome.PermanentFailure)
+    {
+        if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
+                    OperationErrors.Json(type, title, detail), context.Now(), ct),
+                writer.LeftAs(operation, (OperationStatus.Failed, type))).ConfigureAwait(false))
+        {
+            Ended(operation, outcome, OperationStatus.Failed);
+        }
+    }
 
     /// <summary>Ends a running operation cancelled after its handler stopped on request.</summary>
-    public Task CancelledAsync(ClaimedOperation operation) =>
-        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
-                OperationErrors.Cancelled, context.Now(), ct),
-            writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)));
+    public async Task CancelledAsync(ClaimedOperation operation)
+    {
+        if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
+                    OperationErrors.Cancelled, context.Now(), ct),
+                writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled))).ConfigureAwait(false))
+        {
+            Ended(operation, AttemptOutcome.Cancelled, OperationStatus.Cancelled);
+        }
+    }
+
+    /// <summary>
+    /// The attempt was interrupted by the node's shutdown after its drain time and the operation released: the attempt
+    /// is not counted against the operation, but it did not finish in time.
+    /// </summary>
+    public void Interrupted(ClaimedOperation operation) =>
+        metrics.AttemptEnded(operation.Kind, AttemptOutcome.TimedOut, operation.StartedTimestamp);
+
+    /// <summary>The attempt's outcome is stored, as <paramref name="outcome"/>; with a terminal <paramref name="status"/>, so is the operation's end.</summary>
+    private void Ended(ClaimedOperation operation, string outcome, string? status)
+    {
+        metrics.AttemptEnded(operation.Kind, outcome, operation.StartedTimestamp);
+        if (status is not null)
+        {
+            metrics.Completed(operation.Kind, status, OperationExpiry.CreatedAt(operation.Id), context.Now());
+        }
+    }
 
     /// <summary>A transient failure: the operation is retried after backoff, or fails when its attempts are used up.</summary>
     public async Task FailTransientlyAsync(ClaimedOperation operation, Exception exception)
@@ -88,18 +123,21 @@ internal sealed partial class AttemptOutcomes(
         {
             LogAttemptsExhausted(exception, operation.Attempts);
             await FailAsync(operation, ProblemTypes.AttemptsExhausted, "The operation failed on every attempt.",
-                $"All {operation.MaxAttempts} attempts failed with a transient error.").ConfigureAwait(false);
+                $"All {operation.MaxAttempts} attempts failed with a transient error.", AttemptOutcome.TransientFailure).ConfigureAwait(false);
             return;
         }
 
         var delay = backoff.Delay(operation.Attempts);
         LogRetryScheduled(exception, operation.Attempts, delay);
-        await writer.WriteAsync(operation, ct =>
+        if (await writer.WriteAsync(operation, ct =>
+            {
+                var now = context.Now();
+                return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled, ct);
+            }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
+                terminal: false).ConfigureAwait(false))
         {
-            var now = context.Now();
-            return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled, ct);
-        }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
-            terminal: false).ConfigureAwait(false);
+            Ended(operation, AttemptOutcome.TransientFailure, status: null);
+        }
     }
 
     /// <summary>Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler.</summary>

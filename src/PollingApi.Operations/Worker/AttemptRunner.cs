@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Storage;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Worker;
 
@@ -18,11 +20,20 @@ internal sealed partial class AttemptRunner(
     AttemptOutcomes outcomes,
     ILogger<AttemptRunner> logger)
 {
+    private static readonly ActivitySource Source = new(OperationsTelemetry.ActivitySourceName);
+
     /// <param name="operation">The claimed operation.</param>
     /// <param name="handlerToken">Fires when cancellation is requested, or at the end of a shutdown's drain.</param>
     /// <param name="shutdownToken">Fires at the end of a shutdown's drain only.</param>
     public async Task RunAsync(ClaimedOperation operation, CancellationToken handlerToken, CancellationToken shutdownToken)
     {
+        operation.StartedTimestamp = Stopwatch.GetTimestamp();
+        // The attempt continues the trace of the request that submitted the operation, across the wait in the queue.
+        using var activity = Source.StartActivity($"process {operation.Kind}", ActivityKind.Consumer,
+            ActivityContext.TryParse(operation.TraceParent, null, out var submitted) ? submitted : default);
+        activity?.SetTag("pollingapi.operation.id", operation.Id);
+        activity?.SetTag("pollingapi.operation.kind", operation.Kind);
+        activity?.SetTag("pollingapi.operation.attempt", operation.Attempts);
         using var scope = logger.BeginScope(new Dictionary<string, object>
         {
             ["OperationId"] = operation.Id,
@@ -79,6 +90,7 @@ internal sealed partial class AttemptRunner(
         {
             // Shutdown cancelled the handler: the lease is released, not counted as a failure.
             LogInterrupted();
+            outcomes.Interrupted(operation);
             return;
         }
         catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)

@@ -3,6 +3,7 @@ using Npgsql;
 using PollingApi.Operations.Storage;
 using Quartz;
 using PollingApi.Operations.Model;
+using PollingApi.Operations.Telemetry;
 
 namespace PollingApi.Operations.Worker;
 
@@ -16,6 +17,7 @@ internal sealed partial class LeaseRescueJob(
     AttemptStore store,
     IOperationSignals signals,
     TimeProvider timeProvider,
+    OperationMetrics metrics,
     ILogger<LeaseRescueJob> logger) : IJob
 {
     public static readonly JobKey Key = new("lease-rescue", "operations");
@@ -58,10 +60,18 @@ internal sealed partial class LeaseRescueJob(
                     OperationErrors.Cancelled, cancellationToken)
                 .ConfigureAwait(false);
             total += rescued.Count;
-            foreach (var ended in rescued.Where(r => OperationStatus.IsTerminal(r.Status)))
+            var now = timeProvider.GetUtcNow().UtcDateTime;
+            foreach (var operation in rescued)
             {
-                // This node's waiters too, not only through the echo of the notification.
-                signals.Finished(ended.Id);
+                bool ended = OperationStatus.IsTerminal(operation.Status);
+                metrics.LeaseRescued(ended ? OperationStatus.Failed : OperationStatus.Pending);
+                metrics.AttemptEnded(operation.Kind, AttemptOutcome.LeaseLost, startedTimestamp: 0);
+                if (ended)
+                {
+                    metrics.Completed(operation.Kind, operation.Status, OperationExpiry.CreatedAt(operation.Id), now);
+                    // This node's waiters too, not only through the echo of the notification.
+                    signals.Finished(operation.Id);
+                }
             }
         }
         while (rescued.Count == BatchSize);

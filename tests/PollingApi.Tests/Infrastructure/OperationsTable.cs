@@ -49,6 +49,16 @@ public sealed class OperationsTable(string connectionString)
     public async Task<StoredOperation> GetAsync(Guid id) =>
         await FindAsync(id) ?? throw new InvalidOperationException($"The operations table has no row {id}.");
 
+    /// <summary>The W3C trace context the operation was submitted in (its <c>trace_parent</c>).</summary>
+    public async Task<string?> FindTraceParentAsync(Guid id)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT trace_parent FROM operations WHERE id = @id", connection);
+        command.Parameters.AddWithValue("id", id);
+        return await command.ExecuteScalarAsync() as string;
+    }
+
     public async Task<string?> StatusOfAsync(Guid id) => (await FindAsync(id))?.Status;
 
     /// <summary>
