@@ -139,6 +139,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<IValidateOptions<TenantRateLimitOptions>, TenantRateLimitOptionsValidator>();
         services.AddSingleton<ApiKeyStore>();
         services.AddSingleton<ApiKeyVerifier>();
+        services.AddSingleton<CallerAuthenticator>();
 
         CallerAuthentication.AddSchemes(services);
         services.AddAuthorization(ScopePolicies.Add);

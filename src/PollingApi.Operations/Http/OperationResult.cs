@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.Extensions.DependencyInjection;
+using PollingApi.Operations.Security;
 using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Http;
@@ -64,7 +65,7 @@ internal static class ResponseDeclarations
 
     /// <summary>The endpoint needs <paramref name="scope"/>: authorized by that policy, with the answers to callers without it.</summary>
     public static RouteHandlerBuilder RequiresScope(this RouteHandlerBuilder builder, string scope) =>
-        builder.RequireAuthorization(scope).RespondsToCallers(scope);
+        builder.WithMetadata(ScopeRequirement.For(scope)).RespondsToCallers(scope);
 
     /// <summary>The answers every authorized endpoint may give before it runs: 401, 403 (without <paramref name="scope"/>) and 429.</summary>
     public static RouteHandlerBuilder RespondsToCallers(this RouteHandlerBuilder builder, string scope) => builder

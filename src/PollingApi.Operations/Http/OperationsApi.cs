@@ -20,7 +20,7 @@ public static class OperationsApi
     public static IApplicationBuilder UseOperationsSecurity(this IApplicationBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        return app.UseAuthentication().UseAuthorization().UseRateLimiter();
+        return app.UseAuthentication().UseAuthorization().UseMiddleware<ScopeAuthorizationMiddleware>().UseRateLimiter();
     }
 
     /// <summary>
@@ -117,7 +117,7 @@ public static class OperationsApi
             .RespondsAsAChange("The operation is pending or running (operation-state-conflict; currentStatus says which).");
 
         endpoints.MapGroup("/v1/admin").WithTags("Admin")
-            .RequireAuthorization(OperationScopes.Admin)
+            .WithMetadata(ScopeRequirement.For(OperationScopes.Admin))
             .MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")

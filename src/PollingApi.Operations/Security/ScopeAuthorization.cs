@@ -1,20 +1,30 @@
-using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace PollingApi.Operations.Security;
 
-/// <summary>A request needs <see cref="Scope"/> (or, where <see cref="AdminSuffices"/>, the admin scope instead).</summary>
-internal sealed record ScopeRequirement(string Scope, bool AdminSuffices) : IAuthorizationRequirement;
+/// <summary>
+/// A request needs <see cref="Scope"/> (or, where <see cref="AdminSuffices"/>, the admin scope instead). As endpoint
+/// metadata it is enforced by <see cref="ScopeAuthorizationMiddleware"/>; as a policy requirement, by the framework.
+/// </summary>
+internal sealed record ScopeRequirement(string Scope, bool AdminSuffices) : IAuthorizationRequirement
+{
+    /// <summary>Submitting needs its own scope; reading and managing also let an operator (admin) in.</summary>
+    public static ScopeRequirement For(string scope) =>
+        new(scope, AdminSuffices: scope is OperationScopes.Read or OperationScopes.Manage);
+
+    public bool IsMetBy(System.Security.Claims.ClaimsPrincipal user) =>
+        user.FindFirst(CallerClaims.Tenant) is not null
+        && (CallerClaims.HasScope(user, Scope) || (AdminSuffices && CallerClaims.HasScope(user, OperationScopes.Admin)));
+}
 
 internal sealed class ScopeRequirementHandler : AuthorizationHandler<ScopeRequirement>
 {
     protected override Task HandleRequirementAsync(AuthorizationHandlerContext context, ScopeRequirement requirement)
     {
-        var user = context.User;
-        if (user.FindFirst(CallerClaims.Tenant) is not null
-            && (CallerClaims.HasScope(user, requirement.Scope) || (requirement.AdminSuffices && CallerClaims.HasScope(user, OperationScopes.Admin))))
+        if (requirement.IsMetBy(context.User))
         {
             context.Succeed(requirement);
         }
@@ -23,27 +33,94 @@ internal sealed class ScopeRequirementHandler : AuthorizationHandler<ScopeRequir
     }
 }
 
-/// <summary>The policies, one per scope: submitting needs its own scope; reading and managing also let an operator (admin) in.</summary>
+/// <summary>
+/// The policies, one per scope, for a host's endpoints that use <c>RequireAuthorization(OperationScopes.X)</c>; the
+/// engine's own endpoints carry a <see cref="ScopeRequirement"/> that <see cref="ScopeAuthorizationMiddleware"/> checks.
+/// </summary>
 internal static class ScopePolicies
 {
     public static void Add(AuthorizationOptions options)
     {
-        Add(options, OperationScopes.Submit, adminSuffices: false);
-        Add(options, OperationScopes.Read, adminSuffices: true);
-        Add(options, OperationScopes.Manage, adminSuffices: true);
-        Add(options, OperationScopes.Admin, adminSuffices: false);
+        foreach (string scope in OperationScopes.All)
+        {
+            options.AddPolicy(scope, policy => policy.AddAuthenticationSchemes(CallerAuthentication.SchemeName)
+                .RequireAuthenticatedUser().AddRequirements(ScopeRequirement.For(scope)));
+        }
     }
-
-    private static void Add(AuthorizationOptions options, string scope, bool adminSuffices) =>
-        options.AddPolicy(scope, policy => policy.AddAuthenticationSchemes(CallerAuthentication.SchemeName)
-            .RequireAuthenticatedUser().AddRequirements(new ScopeRequirement(scope, adminSuffices)));
 }
 
 /// <summary>
-/// Answers a refused request with a problem: <c>401 unauthorized</c> (with the challenge's <c>WWW-Authenticate</c>) when
-/// there are no valid credentials, <c>403 forbidden</c> naming the missing scope when there are.
+/// Signs the caller in and checks the scope of every endpoint that carries a <see cref="ScopeRequirement"/>, in one step:
+/// the framework's policy evaluation resolves an evaluator, an authorization service and its handlers and merges
+/// principals on every request, a cost the cheapest requests (a status read) felt. Endpoints without the requirement
+/// pass through untouched.
 /// </summary>
-internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService problems) : IAuthorizationMiddlewareResultHandler
+internal sealed class ScopeAuthorizationMiddleware(RequestDelegate next, CallerAuthenticator authenticator)
+{
+    public async Task InvokeAsync(HttpContext http)
+    {
+        if (http.GetEndpoint()?.Metadata.GetMetadata<ScopeRequirement>() is not { } required)
+        {
+            await next(http).ConfigureAwait(false);
+            return;
+        }
+
+        var result = await authenticator.AuthenticateAsync(http).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            await CallerProblems.UnauthorizedAsync(http, authenticator).ConfigureAwait(false);
+            return;
+        }
+
+        var user = result.Principal;
+        if (!required.IsMetBy(user))
+        {
+            await CallerProblems.ForbiddenAsync(http, required).ConfigureAwait(false);
+            return;
+        }
+
+        http.User = user;
+        await next(http).ConfigureAwait(false);
+    }
+}
+
+/// <summary>The 401 and 403 answers, as problems.</summary>
+internal static class CallerProblems
+{
+    public static async Task UnauthorizedAsync(HttpContext http, CallerAuthenticator authenticator)
+    {
+        await authenticator.ChallengeAsync(http).ConfigureAwait(false);
+        bool sentCredentials = http.Request.Headers.ContainsKey(ApiKeyAuthenticationHandler.HeaderName)
+                               || http.Request.Headers.ContainsKey("Authorization");
+        await WriteAsync(http, StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "Authentication is required.",
+            sentCredentials
+                ? "The credentials are not valid: the API key is unknown or revoked, or the bearer token did not validate."
+                : $"Send an API key in the {ApiKeyAuthenticationHandler.HeaderName} header (or a bearer token where one is accepted).")
+            .ConfigureAwait(false);
+    }
+
+    public static Task ForbiddenAsync(HttpContext http, ScopeRequirement? missing) =>
+        WriteAsync(http, StatusCodes.Status403Forbidden, ProblemTypes.Forbidden, "The credentials do not allow this request.",
+            missing is null
+                ? "The credentials do not allow this request."
+                : $"This request needs the scope '{missing.Scope}'{(missing.AdminSuffices ? " (or admin)" : "")}, which the credentials do not have.");
+
+    private static async Task WriteAsync(HttpContext http, int status, string type, string title, string detail)
+    {
+        http.Response.StatusCode = status;
+        await http.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = http,
+            ProblemDetails = { Status = status, Type = type, Title = title, Detail = detail },
+        }).ConfigureAwait(false);
+    }
+}
+
+/// <summary>
+/// Answers a request the framework's authorization refused (a host endpoint with <c>RequireAuthorization</c>, such as an
+/// admin-only <c>/metrics</c>) with the same problems as the engine's endpoints.
+/// </summary>
+internal sealed class ProblemAuthorizationResultHandler(CallerAuthenticator authenticator) : IAuthorizationMiddlewareResultHandler
 {
     private readonly AuthorizationMiddlewareResultHandler _default = new();
 
@@ -55,36 +132,13 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
             return;
         }
 
-        bool authenticated = context.User.FindFirst(CallerClaims.Tenant) is not null;
-        if (authorizeResult.Challenged || !authenticated)
+        if (authorizeResult.Challenged || context.User.FindFirst(CallerClaims.Tenant) is null)
         {
-            await context.ChallengeAsync().ConfigureAwait(false);
-            bool sentCredentials = context.Request.Headers.ContainsKey(ApiKeyAuthenticationHandler.HeaderName)
-                                   || context.Request.Headers.ContainsKey("Authorization");
-            await WriteAsync(context, StatusCodes.Status401Unauthorized, ProblemTypes.Unauthorized, "Authentication is required.",
-                sentCredentials
-                    ? "The credentials are not valid: the API key is unknown or revoked, or the bearer token did not validate."
-                    : $"Send an API key in the {ApiKeyAuthenticationHandler.HeaderName} header (or a bearer token where one is accepted).")
-                .ConfigureAwait(false);
+            await CallerProblems.UnauthorizedAsync(context, authenticator).ConfigureAwait(false);
             return;
         }
 
-        var missing = authorizeResult.AuthorizationFailure?.FailedRequirements.OfType<ScopeRequirement>().FirstOrDefault();
-        context.Response.StatusCode = StatusCodes.Status403Forbidden;
-        await WriteAsync(context, StatusCodes.Status403Forbidden, ProblemTypes.Forbidden, "The credentials do not allow this request.",
-            missing is null
-                ? "The credentials do not allow this request."
-                : $"This request needs the scope '{missing.Scope}'{(missing.AdminSuffices ? " (or admin)" : "")}, which the credentials do not have.")
-            .ConfigureAwait(false);
-    }
-
-    private async Task WriteAsync(HttpContext context, int status, string type, string title, string detail)
-    {
-        context.Response.StatusCode = status;
-        await problems.WriteAsync(new ProblemDetailsContext
-        {
-            HttpContext = context,
-            ProblemDetails = { Status = status, Type = type, Title = title, Detail = detail },
-        }).ConfigureAwait(false);
+        await CallerProblems.ForbiddenAsync(context,
+            authorizeResult.AuthorizationFailure?.FailedRequirements.OfType<ScopeRequirement>().FirstOrDefault()).ConfigureAwait(false);
     }
 }

@@ -37,8 +37,10 @@ internal sealed class SecurityDocumentationTransformer : IOpenApiDocumentTransfo
 
     public Task TransformAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken cancellationToken)
     {
-        var scopes = context.Description.ActionDescriptor.EndpointMetadata.OfType<IAuthorizeData>()
-            .Select(data => data.Policy).OfType<string>().Distinct(StringComparer.Ordinal).ToList();
+        var metadata = context.Description.ActionDescriptor.EndpointMetadata;
+        var scopes = metadata.OfType<ScopeRequirement>().Select(required => required.Scope)
+            .Concat(metadata.OfType<IAuthorizeData>().Select(data => data.Policy).OfType<string>())
+            .Distinct(StringComparer.Ordinal).ToList();
         if (scopes.Count == 0)
         {
             return Task.CompletedTask;

@@ -1,0 +1,57 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+
+namespace PollingApi.Operations.Security;
+
+/// <summary>
+/// Who a request is: the key in <c>X-Api-Key</c>, a JWT bearer token (handed to the JwtBearer handler, when JWTs are
+/// configured), or the anonymous development tenant when <see cref="CallerAuthenticationOptions.AllowAnonymous"/> is on.
+/// A key read lately costs a dictionary lookup, and its result is shared (see <see cref="ApiKeyVerifier"/>).
+/// </summary>
+internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<CallerAuthenticationOptions> options)
+{
+    private static readonly AuthenticateResult NoCredentials = AuthenticateResult.NoResult();
+    private static readonly AuthenticateResult OneKeyOnly = AuthenticateResult.Fail("Send one X-Api-Key header.");
+
+    public async ValueTask<AuthenticateResult> AuthenticateAsync(HttpContext http)
+    {
+        var headers = http.Request.Headers;
+        if (IsBearer(headers))
+        {
+            return await http.AuthenticateAsync(JwtBearerDefaults.AuthenticationScheme).ConfigureAwait(false);
+        }
+
+        if (!headers.TryGetValue(ApiKeyAuthenticationHandler.HeaderName, out var values))
+        {
+            return verifier.Anonymous is { } anonymous && !headers.ContainsKey("Authorization") ? anonymous : NoCredentials;
+        }
+
+        return values.Count != 1 ? OneKeyOnly : await verifier.VerifyAsync(values[0], http.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Says how to authenticate: the JwtBearer handler's challenge for a bearer request, else the key's (and Bearer, where accepted).</summary>
+    public Task ChallengeAsync(HttpContext http)
+    {
+        if (IsBearer(http.Request.Headers))
+        {
+            return http.ChallengeAsync(JwtBearerDefaults.AuthenticationScheme);
+        }
+
+        var response = http.Response;
+        response.StatusCode = StatusCodes.Status401Unauthorized;
+        response.Headers.Append("WWW-Authenticate", $"ApiKey header=\"{ApiKeyAuthenticationHandler.HeaderName}\"");
+        if (options.Value.JwtEnabled)
+        {
+            response.Headers.Append("WWW-Authenticate", "Bearer");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private bool IsBearer(IHeaderDictionary headers) =>
+        options.Value.JwtEnabled
+        && headers.Authorization is [{ } authorization]
+        && authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
+}
