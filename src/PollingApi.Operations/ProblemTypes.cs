@@ -49,6 +49,12 @@ public static class ProblemTypes
     /// <summary>The last attempt's worker stopped renewing its lease (it crashed or lost the database).</summary>
     public const string LeaseExpired = Prefix + "lease-expired";
 
+    /// <summary>An attempt failed with a transient error (in an operation's attempt history; the operation is retried).</summary>
+    public const string AttemptFailed = Prefix + "attempt-failed";
+
+    /// <summary>An attempt's node stopped before it finished (in an operation's attempt history; the attempt is not counted).</summary>
+    public const string AttemptInterrupted = Prefix + "attempt-interrupted";
+
     /// <summary>The operation was cancelled through the API.</summary>
     public const string OperationCancelled = Prefix + "operation-cancelled";
 

@@ -88,6 +88,8 @@ public sealed class LoopbackApiProcess : IAsyncDisposable
         startInfo.Environment["DOTNET_ENVIRONMENT"] = "Production";
         startInfo.Environment["ConnectionStrings__Operations"] = connectionString;
         startInfo.Environment["Logging__LogLevel__Default"] = "Warning";
+        // The harnesses read the simple format's level prefixes ("fail:", "warn:"); Production's default is JSON.
+        startInfo.Environment["Logging__Console__FormatterName"] = "simple";
         foreach (var (name, value) in environment)
         {
             startInfo.Environment[name] = value;

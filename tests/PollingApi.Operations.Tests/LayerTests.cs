@@ -5,7 +5,8 @@ namespace PollingApi.Operations.Tests;
 
 /// <summary>
 /// The engine's layers point one way: Http -> {Lifecycle, Security} and Lifecycle -> {Worker, Consistency, Storage} -> Model,
-/// Security (who the caller is) -> Storage (the keys), with the handler API and the options as the public face every layer may use. Read from the compiled assembly, so a dependency that
+/// Security (who the caller is) -> Storage (the keys), Telemetry (the instruments) below them all, with the handler API and the
+/// options as the public face every layer may use. Read from the compiled assembly, so a dependency that
 /// sneaks in through a fully qualified name counts as much as a <c>using</c>.
 /// </summary>
 public sealed class LayerTests
@@ -22,6 +23,7 @@ public sealed class LayerTests
         { "Worker", ["Lifecycle", "Security", "Http"] },
         { "Lifecycle", ["Security", "Http"] },
         { "Security", ["Worker", "Consistency", "Lifecycle", "Http"] },
+        { "Telemetry", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
     };
 
     [Theory]
@@ -75,6 +77,7 @@ public sealed class LayerTests
             "PollingApi.Operations.Security.ApiKeysCommandLine",
             "PollingApi.Operations.Security.OperationCallerExtensions",
             "PollingApi.Operations.Security.OperationScopes",
+            "PollingApi.Operations.Telemetry.OperationsTelemetry",
         ];
 
         var exported = Assembly.GetExportedTypes().Select(type => type.FullName!).Order(StringComparer.Ordinal).ToArray();

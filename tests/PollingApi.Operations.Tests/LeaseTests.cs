@@ -98,8 +98,9 @@ public sealed class LeaseTests
         Assert.Equal(2, second.Attempts);
 
         Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-a", first.Attempts, """{"by":"a"}""", now)));
-        Assert.False(await host.Attempts.EndAsync(submitted.Id, "worker-a", first.Attempts, OperationStatus.Failed, """{"type":"x","title":"a"}""", now, CancellationToken.None));
-        Assert.False(await host.Attempts.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", CancellationToken.None));
+        Assert.False(await host.Attempts.EndAsync(submitted.Id, "worker-a", first.Attempts, OperationStatus.Failed, """{"type":"x","title":"a"}""",
+            "permanent_failure", now, CancellationToken.None));
+        Assert.False(await host.Attempts.ScheduleRetryAsync(submitted.Id, "worker-a", first.Attempts, now, now, "{}", "{}", CancellationToken.None));
         // The same node with a stale attempt number is fenced out too.
         Assert.Null(await host.BatchWriter.CompleteAsync(new Storage.OperationCompletion(submitted.Id, "worker-b", first.Attempts, """{"by":"b1"}""", now)));
         Assert.Equal(OperationStatus.Running, (await host.ReadAsync(submitted.Id)).Status);

@@ -25,6 +25,7 @@ public sealed class TenantIsolationTests(SecuredPollingApiFactory factory) : ICl
     [Theory]
     [InlineData("GET", "")]
     [InlineData("GET", "?wait=5")]
+    [InlineData("GET", "/attempts")]
     [InlineData("POST", "/cancel")]
     [InlineData("POST", "/retry")]
     [InlineData("DELETE", "")]

@@ -48,7 +48,8 @@ internal sealed record OperationResource(
 internal sealed record OperationLinks(
     [property: Description("The absolute URL of the operation's status monitor.")] string Self,
     [property: Description("POST here to cancel; null once the operation is done.")] string? Cancel,
-    [property: Description("POST here to run a failed or cancelled operation again; null otherwise.")] string? Retry)
+    [property: Description("POST here to run a failed or cancelled operation again; null otherwise.")] string? Retry,
+    [property: Description("GET here for the operation's attempts: when each ran, where, how it ended and why.")] string Attempts)
 {
     internal static OperationLinks For(Microsoft.AspNetCore.Http.HttpRequest request, OperationRow row)
     {
@@ -57,7 +58,8 @@ internal sealed record OperationLinks(
         return new OperationLinks(
             self,
             done ? null : self + "/cancel",
-            row.Status is OperationStatus.Failed or OperationStatus.Cancelled ? self + "/retry" : null);
+            row.Status is OperationStatus.Failed or OperationStatus.Cancelled ? self + "/retry" : null,
+            self + "/attempts");
     }
 }
 

@@ -77,6 +77,22 @@ public static class OperationsApi
             .RespondsWithProblem(StatusCodes.Status410Gone, Gone)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
 
+        operation.MapGet("/attempts", ListAttemptsAsync)
+            .RequiresScope(OperationScopes.Read)
+            .WithName("ListOperationAttempts")
+            .WithSummary("List an operation's attempts")
+            .WithDescription("""
+                Why is it still retrying? Every attempt of the operation, oldest first: when it started and ended, on
+                which node, how it ended (`succeeded`, `transient_failure`, `permanent_failure`, `cancelled`,
+                `lease_lost`, `timed_out`, or `running` for the one running now), the problem object of a failure and the
+                trace id it belongs to. Kept, and purged, with the operation; a replay adds to the same list.
+                """)
+            .Responds(StatusCodes.Status200OK, "The attempts, oldest first.")
+            .RespondsWithProblem(StatusCodes.Status400BadRequest, InvalidId)
+            .RespondsWithProblem(StatusCodes.Status404NotFound, NotFound)
+            .RespondsWithProblem(StatusCodes.Status410Gone, Gone)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+
         operation.MapPost("/cancel", CancelOperationAsync)
             .RequiresScope(OperationScopes.Manage)
             .WithName("CancelOperation")
@@ -116,9 +132,19 @@ public static class OperationsApi
             .Responds(StatusCodes.Status204NoContent, "The operation is forgotten.")
             .RespondsAsAChange("The operation is pending or running (operation-state-conflict; currentStatus says which).");
 
-        endpoints.MapGroup("/v1/admin").WithTags("Admin")
-            .WithMetadata(ScopeRequirement.For(OperationScopes.Admin))
-            .MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
+        var admin = endpoints.MapGroup("/v1/admin").WithTags("Admin").WithMetadata(ScopeRequirement.For(OperationScopes.Admin));
+        admin.MapGet("/stats", AdminStats.ReadAsync)
+            .WithName("GetStats")
+            .WithSummary("What every kind of operation is doing")
+            .WithDescription("""
+                Per kind, cluster-wide: pending (due now), running and scheduled retries now; succeeded and failed in the
+                last 5 minutes; how long the oldest due operation has waited; and the median and 95th percentile run time of
+                the last 5 minutes' successes.
+                """)
+            .Responds(StatusCodes.Status200OK, "The figures, one entry per kind.")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+        admin.MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")
             .WithSummary("Check the data for holes")
@@ -187,6 +213,15 @@ public static class OperationsApi
 
         var found = await queries.GetAsync(CallerClaims.Caller(http.User), id.Value, waitFor, cancellationToken).ConfigureAwait(false);
         return found.Row is { } row ? new OperationResult(row) : Missing(id.Value, found.Expired, options.Value);
+    }
+
+    internal static async Task<Results<Ok<AttemptPage>, ProblemHttpResult>> ListAttemptsAsync(OperationRouteId id, HttpContext http,
+        OperationQueries queries, IOptions<OperationsOptions> options, CancellationToken cancellationToken)
+    {
+        var history = await queries.AttemptsAsync(CallerClaims.Caller(http.User), id.Value, cancellationToken).ConfigureAwait(false);
+        return history is null
+            ? Missing(id.Value, queries.Missing(id.Value).Expired, options.Value)
+            : TypedResults.Ok(AttemptPage.From(history));
     }
 
     internal static async Task<Results<OperationResult, ProblemHttpResult>> CancelOperationAsync(OperationRouteId id, HttpContext http,

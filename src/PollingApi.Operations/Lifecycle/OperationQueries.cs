@@ -50,6 +50,10 @@ internal sealed class OperationQueries(
     public Task<IReadOnlyList<OperationRow>> ListAsync(OperationCaller caller, OperationQuery query, CancellationToken cancellationToken) =>
         store.ListAsync(caller.OwnerFilter, query with { Limit = query.Limit + 1 }, cancellationToken);
 
+    /// <summary>The caller's operation's attempt history; null when there is no such operation (for this caller).</summary>
+    public Task<AttemptHistoryRow?> AttemptsAsync(OperationCaller caller, Guid id, CancellationToken cancellationToken) =>
+        store.FindAttemptsAsync(id, caller.OwnerFilter, cancellationToken);
+
     /// <summary>No operation with this id: expired (older than the retention period, so purged) or never there.</summary>
     public Lookup Missing(Guid id) =>
         new(null, OperationExpiry.IsPastRetention(id, timeProvider.GetUtcNow().UtcDateTime, options.Value.Retention));

@@ -40,6 +40,18 @@ internal static class OperationErrors
     public static readonly string LeaseExpired = Json(ProblemTypes.LeaseExpired, "The operation's worker stopped responding.",
         "The last attempt's worker stopped renewing its lease and no attempts are left.");
 
+    /// <summary>An attempt's entry in the history when its worker stopped renewing the lease.</summary>
+    public static readonly string LeaseLost = Json(ProblemTypes.LeaseExpired, "The attempt's worker stopped responding.",
+        "The worker stopped renewing the attempt's lease (it crashed, hung or lost the database).");
+
+    /// <summary>An attempt's entry in the history when it failed with a transient error and the operation is retried.</summary>
+    public static readonly string AttemptFailed = Json(ProblemTypes.AttemptFailed, "The attempt failed with a transient error.",
+        "The operation is retried after a backoff, while attempts are left.");
+
+    /// <summary>An attempt's entry in the history when its node stopped before it finished; it was not counted.</summary>
+    public static readonly string Interrupted = Json(ProblemTypes.AttemptInterrupted, "The attempt's node stopped before it finished.",
+        "The node's drain time ran out during a shutdown; the operation went back to pending without counting this attempt.");
+
     public static string Json(string type, string title, string? detail) =>
         JsonSerializer.Serialize(new OperationError(type, title, detail), OperationJson.Options);
 }

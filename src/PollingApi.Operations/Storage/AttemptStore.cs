@@ -86,7 +86,9 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations
             SET status = 'succeeded', result = CAST(@ResultJson AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = @CompletedAt, updated_at = @CompletedAt, version = version + 1
+                completed_at = @CompletedAt, updated_at = @CompletedAt, version = version + 1,
+                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @CompletedAt, 'succeeded', NULL,
+                                                           locked_by, trace_parent)
             WHERE id = @Id AND locked_by = @NodeId AND attempts = @Attempt
             """;
         return await transaction.Connection!.ExecuteAsync(new CommandDefinition(Sql, completion, transaction,
@@ -103,7 +105,9 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations AS o
             SET status = 'succeeded', result = CAST(u.result AS jsonb), error = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = u.completed_at, updated_at = u.completed_at, version = o.version + 1
+                completed_at = u.completed_at, updated_at = u.completed_at, version = o.version + 1,
+                attempt_history = operations_attempt_ended(o.attempt_history, o.attempts, o.started_at, u.completed_at, 'succeeded', NULL,
+                                                           o.locked_by, o.trace_parent)
             FROM unnest(@ids, @nodeIds, @attempts, @results, @completedAt) AS u(id, node_id, attempt, result, completed_at)
             WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
             RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
@@ -177,7 +181,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     /// Ends a running operation <paramref name="status"/> (<c>failed</c>, or <c>cancelled</c> after its handler stopped on
     /// request) with a problem object. False when the lease was lost meanwhile.
     /// </summary>
-    public async Task<bool> EndAsync(Guid id, string nodeId, int attempt, string status, string errorJson, DateTime now,
+    public async Task<bool> EndAsync(Guid id, string nodeId, int attempt, string status, string errorJson, string outcome, DateTime now,
         CancellationToken cancellationToken)
     {
         if (status is not (OperationStatus.Failed or OperationStatus.Cancelled))
@@ -188,10 +192,12 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations
             SET status = @status, error = CAST(@errorJson AS jsonb), result = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = @now, updated_at = @now, version = version + 1
+                completed_at = @now, updated_at = @now, version = version + 1,
+                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @now, @outcome, CAST(@errorJson AS jsonb),
+                                                           locked_by, trace_parent)
             WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, status, errorJson, now }, cancellationToken).ConfigureAwait(false);
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, status, errorJson, outcome, now }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -199,7 +205,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     /// cancellation was requested meanwhile. False when the lease was lost meanwhile.
     /// </summary>
     public async Task<bool> ScheduleRetryAsync(Guid id, string nodeId, int attempt, DateTime nextAttemptAt, DateTime now,
-        string cancelledErrorJson, CancellationToken cancellationToken)
+        string cancelledErrorJson, string attemptErrorJson, CancellationToken cancellationToken)
     {
         const string Sql = """
             UPDATE operations
@@ -207,10 +213,12 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
                 error = CASE WHEN cancel_requested THEN CAST(@cancelledErrorJson AS jsonb) END,
                 completed_at = CASE WHEN cancel_requested THEN @now END,
                 next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
-                updated_at = @now, version = version + 1
+                updated_at = @now, version = version + 1,
+                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @now, 'transient_failure',
+                                                           CAST(@attemptErrorJson AS jsonb), locked_by, trace_parent)
             WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson }, cancellationToken)
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson, attemptErrorJson }, cancellationToken)
             .ConfigureAwait(false);
     }
 
@@ -250,7 +258,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     /// them <c>failed</c> when their attempts are used up (<c>cancelled</c> when that was requested). Returns the rescued rows.
     /// </summary>
     public async Task<IReadOnlyList<RescuedOperation>> RescueExpiredLeasesAsync(DateTime now, int batchSize, string exhaustedErrorJson,
-        string cancelledErrorJson, CancellationToken cancellationToken)
+        string cancelledErrorJson, string leaseLostErrorJson, CancellationToken cancellationToken)
     {
         const string Sql = """
             WITH expired AS MATERIALIZED (
@@ -265,7 +273,9 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
                 error = CASE WHEN o.cancel_requested THEN CAST(@cancelledErrorJson AS jsonb)
                              WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
                 completed_at = CASE WHEN o.cancel_requested OR o.attempts >= o.max_attempts THEN @now END,
-                next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1
+                next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1,
+                attempt_history = operations_attempt_ended(o.attempt_history, o.attempts, o.started_at, @now, 'lease_lost',
+                                                           CAST(@leaseLostErrorJson AS jsonb), o.locked_by, o.trace_parent)
             FROM expired
             WHERE o.id = expired.id
               AND o.status = 'running' AND o.locked_until < @now
@@ -273,7 +283,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var rescued = await connection.QueryAsync<RescuedOperation>(new CommandDefinition(Sql,
-            new { now, batchSize, exhaustedErrorJson, cancelledErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+            new { now, batchSize, exhaustedErrorJson, cancelledErrorJson, leaseLostErrorJson }, cancellationToken: cancellationToken)).ConfigureAwait(false);
         return rescued.AsList();
     }
 
@@ -286,12 +296,14 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
         const string Sql = """
             UPDATE operations
             SET status = 'pending', attempts = GREATEST(attempts - 1, 0), next_attempt_at = @now,
-                locked_by = NULL, locked_until = NULL, updated_at = @now, version = version + 1
+                locked_by = NULL, locked_until = NULL, updated_at = @now, version = version + 1,
+                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @now, 'timed_out',
+                                                           CAST(@interruptedErrorJson AS jsonb), locked_by, trace_parent)
             WHERE status = 'running' AND locked_by = @nodeId
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, now }, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, now, interruptedErrorJson = OperationErrors.Interrupted },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>A conditional change of one row that returns it: null when the condition matched nothing.</summary>

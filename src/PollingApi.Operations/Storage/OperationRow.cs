@@ -11,7 +11,7 @@ internal static class RowMapping
 {
     private static readonly Lazy<bool> Registered = new(() =>
     {
-        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow) })
+        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow), typeof(AttemptHistoryRow), typeof(KindActivityRow) })
         {
             SqlMapper.SetTypeMap(type, new CustomPropertyTypeMap(type, (t, column) => t.GetProperty(
                 column.Replace("_", "", StringComparison.Ordinal),
@@ -67,6 +67,31 @@ internal sealed record OperationRow
     public DateTime? CompletedAt { get; init; }
     public DateTime? StartedAt { get; init; }
     public int Version { get; init; }
+}
+
+/// <summary>What operators see of one kind (see <see cref="OperationStore.ReadKindActivityAsync"/>).</summary>
+internal sealed class KindActivityRow
+{
+    public string Kind { get; init; } = "";
+    public long Pending { get; init; }
+    public long Running { get; init; }
+    public long ScheduledRetries { get; init; }
+    public long Succeeded { get; init; }
+    public long Failed { get; init; }
+    public DateTime? OldestDueAt { get; init; }
+    public double? RunP50 { get; init; }
+    public double? RunP95 { get; init; }
+}
+
+/// <summary>An operation's attempt history (the <c>attempt_history</c> JSON) and its current attempt, if one runs.</summary>
+internal sealed class AttemptHistoryRow
+{
+    public string? AttemptHistory { get; init; }
+    public string Status { get; init; } = "";
+    public int Attempts { get; init; }
+    public DateTime? StartedAt { get; init; }
+    public string? LockedBy { get; init; }
+    public string? TraceParent { get; init; }
 }
 
 /// <summary>An operation lease rescue returned to pending or ended.</summary>

@@ -313,6 +313,54 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         return rows.AsList();
     }
 
+    /// <summary>
+    /// Per kind, for operators: due pending, running and scheduled retries now, and of the operations that finished since
+    /// <paramref name="since"/>, how many succeeded and failed and the median and 95th percentile run time of the successes.
+    /// </summary>
+    public async Task<IReadOnlyList<KindActivityRow>> ReadKindActivityAsync(DateTime now, DateTime since, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            WITH done AS (
+                SELECT kind,
+                       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+                       count(*) FILTER (WHERE status = 'failed') AS failed,
+                       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))
+                           FILTER (WHERE status = 'succeeded' AND started_at IS NOT NULL) AS run_p50,
+                       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))
+                           FILTER (WHERE status = 'succeeded' AND started_at IS NOT NULL) AS run_p95
+                FROM operations WHERE completed_at > @since GROUP BY kind),
+            queue AS (
+                SELECT kind,
+                       count(*) FILTER (WHERE next_attempt_at <= @now) AS pending,
+                       count(*) FILTER (WHERE next_attempt_at > @now) AS scheduled_retries,
+                       min(next_attempt_at) FILTER (WHERE next_attempt_at <= @now) AS oldest_due_at
+                FROM operations WHERE status = 'pending' GROUP BY kind),
+            busy AS (SELECT kind, count(*) AS running FROM operations WHERE status = 'running' GROUP BY kind)
+            SELECT k.kind, coalesce(q.pending, 0) AS pending, coalesce(b.running, 0) AS running,
+                   coalesce(q.scheduled_retries, 0) AS scheduled_retries, coalesce(d.succeeded, 0) AS succeeded,
+                   coalesce(d.failed, 0) AS failed, q.oldest_due_at, d.run_p50::float8 AS run_p50, d.run_p95::float8 AS run_p95
+            FROM (SELECT kind FROM done UNION SELECT kind FROM queue UNION SELECT kind FROM busy) AS k
+            LEFT JOIN done AS d USING (kind) LEFT JOIN queue AS q USING (kind) LEFT JOIN busy AS b USING (kind)
+            ORDER BY k.kind
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<KindActivityRow>(new CommandDefinition(Sql, new { now, since }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+        return rows.AsList();
+    }
+
+    /// <summary>The operation's attempt history and what is needed to describe an attempt still running; null when not there.</summary>
+    public async Task<AttemptHistoryRow?> FindAttemptsAsync(Guid id, string? owner, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT attempt_history::text AS attempt_history, status, attempts, started_at, locked_by, trace_parent
+            FROM operations WHERE id = @id AND (@owner::text IS NULL OR owner = @owner)
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.QuerySingleOrDefaultAsync<AttemptHistoryRow>(
+            new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
     public async Task<OperationRow?> FindAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {
         const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = @id AND (@owner::text IS NULL OR owner = @owner)";

@@ -81,7 +81,7 @@ internal sealed partial class AttemptOutcomes(
         string outcome = AttemptOutcome.PermanentFailure)
     {
         if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
-                    OperationErrors.Json(type, title, detail), context.Now(), ct),
+                    OperationErrors.Json(type, title, detail), outcome, context.Now(), ct),
                 writer.LeftAs(operation, (OperationStatus.Failed, type))).ConfigureAwait(false))
         {
             Ended(operation, outcome, OperationStatus.Failed);
@@ -92,7 +92,7 @@ internal sealed partial class AttemptOutcomes(
     public async Task CancelledAsync(ClaimedOperation operation)
     {
         if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
-                    OperationErrors.Cancelled, context.Now(), ct),
+                    OperationErrors.Cancelled, AttemptOutcome.Cancelled, context.Now(), ct),
                 writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled))).ConfigureAwait(false))
         {
             Ended(operation, AttemptOutcome.Cancelled, OperationStatus.Cancelled);
@@ -132,7 +132,8 @@ internal sealed partial class AttemptOutcomes(
         if (await writer.WriteAsync(operation, ct =>
             {
                 var now = context.Now();
-                return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled, ct);
+                return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled,
+                    OperationErrors.AttemptFailed, ct);
             }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
                 terminal: false).ConfigureAwait(false))
         {

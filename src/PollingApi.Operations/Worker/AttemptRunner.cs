@@ -34,11 +34,13 @@ internal sealed partial class AttemptRunner(
         activity?.SetTag("pollingapi.operation.id", operation.Id);
         activity?.SetTag("pollingapi.operation.kind", operation.Kind);
         activity?.SetTag("pollingapi.operation.attempt", operation.Attempts);
-        using var scope = logger.BeginScope(new Dictionary<string, object>
+        using var scope = logger.BeginScope(new Dictionary<string, object?>
         {
             ["OperationId"] = operation.Id,
             ["OperationKind"] = operation.Kind,
             ["Attempt"] = operation.Attempts,
+            // The submitting request's trace, whether or not a span is recorded for the attempt.
+            ["TraceId"] = activity?.TraceId.ToString() ?? (submitted == default ? null : submitted.TraceId.ToString()),
         });
         var transactionScope = new TransactionHolder();
         try

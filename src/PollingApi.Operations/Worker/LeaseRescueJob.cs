@@ -57,7 +57,7 @@ internal sealed partial class LeaseRescueJob(
         do
         {
             rescued = await store.RescueExpiredLeasesAsync(timeProvider.GetUtcNow().UtcDateTime, BatchSize, OperationErrors.LeaseExpired,
-                    OperationErrors.Cancelled, cancellationToken)
+                    OperationErrors.Cancelled, OperationErrors.LeaseLost, cancellationToken)
                 .ConfigureAwait(false);
             total += rescued.Count;
             var now = timeProvider.GetUtcNow().UtcDateTime;
