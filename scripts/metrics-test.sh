@@ -11,13 +11,16 @@
 #    with the alert rules loaded, runs OPERATIONS diagnostics.sleep operations to success and asserts through
 #    Prometheus's query API that the completed counter rose by exactly OPERATIONS (and the submitted, attempts
 #    and completion-duration counts with it).
-# 5. Every metric name that the dashboard's queries and the loaded alert rules use is served by /metrics (up
+# 5. Kills the API (SIGKILL) in the middle of an attempt and starts it again: Prometheus must see the lease rescue
+#    and the PollingApiLeaseRescues rule must become active.
+# 6. Every metric name that the dashboard's queries and the loaded alert rules use is served by /metrics (up
 #    aside, which Prometheus makes), and every dashboard query runs on Prometheus.
 #
 # Needs the .NET SDK, initdb/pg_ctl, curl, jq, prometheus and promtool (Debian: apt-get install prometheus).
 # Only 127.0.0.1 is used; every wait has a deadline. The API, Prometheus and the cluster are stopped and the
 # temporary folder deleted on every exit. Prints "ok: ..." per step and ends with "metrics test passed (N s)";
 # on the first deviation prints "FAIL: expected ...; got ..." (with the logs' tails) and exits 1.
+# KEEP_WORK=1 keeps the temporary folder (scrapes, logs, the generated Prometheus config) for a look afterwards.
 #
 # jq programs are single-quoted on purpose; their $variables are jq --arg bindings.
 # shellcheck disable=SC2016
@@ -85,7 +88,7 @@ cleanup() {
   [[ -n "$API_PID" ]] && stop_process "$API_PID"
   [[ -n "$PROM_PID" ]] && stop_process "$PROM_PID"
   [[ -n "$PG_DIR" ]] && scripts/throwaway-postgres.sh stop "$PG_DIR" >/dev/null 2>&1
-  [[ -n "$WORK" ]] && rm -rf "$WORK"
+  [[ -n "$WORK" && -z "${KEEP_WORK:-}" ]] && rm -rf "$WORK"
   exit "$status"
 }
 trap cleanup EXIT
@@ -170,16 +173,21 @@ ok "made an API key for tenant metrics with the api-keys command"
 
 API_PORT="$(free_port 5380)"
 API="http://127.0.0.1:$API_PORT"
-# Started from its output folder, so it reads its appsettings.json as a deployment would.
-(cd "$API_DIR" && ConnectionStrings__Operations="$CONNECTION_STRING" ASPNETCORE_ENVIRONMENT=Production \
-  Diagnostics__Enabled=true exec dotnet PollingApi.dll --urls "$API") >"$WORK/api.log" 2>&1 &
-API_PID=$!
-deadline=$((SECONDS + START_DEADLINE_S))
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$API/health/ready" 2>/dev/null)" == 200 ]]; do
-  kill -0 "$API_PID" 2>/dev/null || fail "the API to keep running" "it exited"
-  ((SECONDS < deadline)) || fail "GET /health/ready -> 200 within ${START_DEADLINE_S}s" "no"
-  sleep 0.2
-done
+# start_api: the API in Production from its output folder (so it reads its appsettings.json as a deployment
+# would), with the diagnostics command on, leases short enough that a killed node's work is rescued within
+# seconds (section 5), and the consistency check every 2 s instead of 5 min (pollingapi_consistency_findings
+# reports the last check: none has run before the first interval ends); waits until it is ready.
+start_api() {
+  (cd "$API_DIR" && ConnectionStrings__Operations="$CONNECTION_STRING" ASPNETCORE_ENVIRONMENT=Production     Diagnostics__Enabled=true Operations__LeaseDuration=00:00:03 Operations__LeaseRenewInterval=00:00:01     Operations__LeaseRescueInterval=00:00:01 Operations__ConsistencyCheckInterval=00:00:02 exec dotnet PollingApi.dll --urls "$API") >>"$WORK/api.log" 2>&1 &
+  API_PID=$!
+  local deadline=$((SECONDS + START_DEADLINE_S))
+  until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$API/health/ready" 2>/dev/null)" == 200 ]]; do
+    kill -0 "$API_PID" 2>/dev/null || fail "the API to keep running" "it exited"
+    ((SECONDS < deadline)) || fail "GET /health/ready -> 200 within ${START_DEADLINE_S}s" "no"
+    sleep 0.2
+  done
+}
+start_api
 ok "API ready at $API (Production, diagnostics on)"
 
 # --- 3. Lint a real scrape -----------------------------------------------------------------------------------------
@@ -361,6 +369,14 @@ for what in submitted attempts durations; do
   ok "$expr rose by exactly $OPERATIONS to $seen"
 done
 
+deadline=$((SECONDS + SCRAPE_DEADLINE_S))
+until [[ "$(value 'max(pollingapi_consistency_findings{check="all"})')" == 0 ]]; do
+  ((SECONDS < deadline)) || fail "pollingapi_consistency_findings{check=\"all\"} = 0 in Prometheus within ${SCRAPE_DEADLINE_S}s" \
+    "'$(value 'max(pollingapi_consistency_findings{check="all"})')'"
+  sleep 0.5
+done
+ok "the consistency check ran: Prometheus has pollingapi_consistency_findings{check=\"all\"} = 0"
+
 # The alert rules Prometheus loaded: all of them, evaluated without errors, none firing on a healthy API.
 deadline=$((SECONDS + START_DEADLINE_S))
 until curl -sS --max-time 10 "$PROM/api/v1/rules" >"$WORK/rules.json" &&
@@ -376,7 +392,63 @@ firing="$(jq -r '[.data.groups[].rules[] | select(.state == "firing") | .name] |
 [[ -z "$firing" ]] || fail "no alert firing on a healthy API" "$firing"
 ok "Prometheus loaded the $loaded rules of group pollingapi; all evaluate, none fires"
 
-# --- 5. Every name the dashboard and the alerts use is served ------------------------------------------------------
+# --- 5. A lease rescue, as Prometheus and the alert rules see it --------------------------------------------------
+# A node killed in the middle of an attempt leaves a lease that runs out, and the next node's rescue job makes the
+# operation pending again. The rescue counter appears only with its first rescue: the case PollingApiLeaseRescues
+# must catch although increase() has no earlier sample to compare with.
+
+code="$(curl -sS --max-time 30 -o "$WORK/body" -w '%{http_code}' -X POST "$API/v1/diagnostics/sleep" \
+  -H "X-Api-Key: $API_KEY" -H 'Content-Type: application/json' --data-binary '{"durationMs": 600000}')" ||
+  fail "an answer to POST /v1/diagnostics/sleep" "none"
+[[ "$code" == 202 ]] || fail "HTTP 202 for a 10-minute sleep" "HTTP $code: $(cat "$WORK/body")"
+long_id="$(jq -r .id "$WORK/body")"
+deadline=$((SECONDS + SCRAPE_DEADLINE_S))
+until [[ "$(jq -r .status "$WORK/body")" == running ]]; do
+  ((SECONDS < deadline)) || fail "operation $long_id running within ${SCRAPE_DEADLINE_S}s" "$(jq -r .status "$WORK/body")"
+  sleep 0.2
+  curl -sS --max-time 10 -o "$WORK/body" -H "X-Api-Key: $API_KEY" "$API/v1/operations/$long_id" ||
+    fail "an answer to GET /v1/operations/$long_id" "none"
+done
+kill -KILL "$API_PID"
+wait "$API_PID" 2>/dev/null || true
+API_PID=""
+ok "killed the API (SIGKILL) while operation $long_id was running"
+start_api
+ok "started the API again"
+
+deadline=$((SECONDS + SCRAPE_DEADLINE_S))
+until [[ "$(value 'sum(pollingapi_lease_rescues_total{outcome="pending"})')" == 1 ]]; do
+  ((SECONDS < deadline)) || fail "sum(pollingapi_lease_rescues_total{outcome=\"pending\"}) = 1 in Prometheus within ${SCRAPE_DEADLINE_S}s" \
+    "'$(value 'sum(pollingapi_lease_rescues_total)')'"
+  sleep 0.5
+done
+seen="$(value 'sum(pollingapi_operation_attempts_total{outcome="lease_lost"})')"
+[[ "$seen" == 1 ]] || fail "sum(pollingapi_operation_attempts_total{outcome=\"lease_lost\"}) = 1 in Prometheus" "'$seen'"
+ok "Prometheus has the restarted node's rescue: pollingapi_lease_rescues_total{outcome=\"pending\"} = 1, one lease_lost attempt"
+deadline=$((SECONDS + SCRAPE_DEADLINE_S))
+until curl -sS --max-time 10 "$PROM/api/v1/alerts" >"$WORK/alerts.json" &&
+  jq -e '.data.alerts | any(.labels.alertname == "PollingApiLeaseRescues" and .labels.outcome == "pending"
+                            and .labels.severity == "warning" and (.state == "pending" or .state == "firing"))' \
+    "$WORK/alerts.json" >/dev/null; do
+  ((SECONDS < deadline)) || fail "PollingApiLeaseRescues active for outcome pending within ${SCRAPE_DEADLINE_S}s" \
+    "$(jq -c '[.data.alerts[] | {name: .labels.alertname, state, labels}]' "$WORK/alerts.json")"
+  sleep 0.5
+done
+ok "Prometheus's PollingApiLeaseRescues alert is active (outcome pending; it fires after its 1 minute)"
+
+code="$(curl -sS --max-time 30 -o "$WORK/body" -w '%{http_code}' -X POST -H "X-Api-Key: $API_KEY" \
+  "$API/v1/operations/$long_id/cancel")" || fail "an answer to POST /v1/operations/$long_id/cancel" "none"
+[[ "$code" == 200 || "$code" == 202 ]] || fail "HTTP 200 or 202 from POST /v1/operations/$long_id/cancel" "HTTP $code: $(cat "$WORK/body")"
+code="$(curl -sS --max-time 30 -o "$WORK/body" -w '%{http_code}' -H "X-Api-Key: $API_KEY" \
+  "$API/v1/operations/$long_id?wait=20")" || fail "an answer to GET /v1/operations/$long_id?wait=20" "none"
+if [[ "$code" != 200 ]] || ! jq -e '.status == "cancelled"' "$WORK/body" >/dev/null; then
+  fail "operation $long_id cancelled (200)" "HTTP $code: $(cat "$WORK/body")"
+fi
+# One more operation, so that the restarted node serves every engine series again.
+run_sleep
+ok "cancelled the rescued operation and ran one more"
+
+# --- 6. Every name the dashboard and the alerts use is served ------------------------------------------------------
 
 scrape "$WORK/final.txt"
 grep -vE '^(#|$)' "$WORK/final.txt" | sed -E 's/[{ ].*//' | sort -u >"$WORK/served.names"
