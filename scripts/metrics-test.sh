@@ -95,7 +95,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for tool in dotnet curl jq prometheus promtool timeout; do
-  command -v "$tool" >/dev/null 2>&1 || fail "$tool on PATH (Debian: apt-get install prometheus for the last two)" "nothing"
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool on PATH (Debian's prometheus package brings prometheus and promtool)" "nothing"
 done
 
 WORK="$(mktemp -d /tmp/pollingapi-metrics-test-XXXXXX)"
