@@ -175,8 +175,9 @@ API_PORT="$(free_port 5380)"
 API="http://127.0.0.1:$API_PORT"
 # start_api: the API in Production from its output folder (so it reads its appsettings.json as a deployment
 # would), with the diagnostics command on, leases short enough that a killed node's work is rescued within
-# seconds (section 5), and the consistency check every 2 s instead of 5 min (pollingapi_consistency_findings
-# reports the last check: none has run before the first interval ends); waits until it is ready.
+# seconds (section 5), and the consistency check every 2 s instead of 5 min, so that the test sees a check run
+# (pollingapi_consistency_findings is served from the start, at 0, and then reports the last check); waits until
+# it is ready.
 start_api() {
   (cd "$API_DIR" && ConnectionStrings__Operations="$CONNECTION_STRING" ASPNETCORE_ENVIRONMENT=Production     Diagnostics__Enabled=true Operations__LeaseDuration=00:00:03 Operations__LeaseRenewInterval=00:00:01     Operations__LeaseRescueInterval=00:00:01 Operations__ConsistencyCheckInterval=00:00:02 exec dotnet PollingApi.dll --urls "$API") >>"$WORK/api.log" 2>&1 &
   API_PID=$!

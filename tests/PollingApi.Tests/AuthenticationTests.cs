@@ -147,6 +147,21 @@ public sealed class AuthenticationTests(SecuredPollingApiFactory factory) : ICla
     }
 
     [Fact]
+    public async Task AnApiKeyMayComeAsABearerCredentialForScrapersThatCannotSetHeaders()
+    {
+        string key = await factory.CreateApiKeyAsync("tenant-a", "operations:read");
+        var client = factory.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+
+        var response = await client.FetchAsync("/v1/operations");
+        var wrong = await factory.CreateClient().SendAsync(HttpMethod.Get, "/v1/operations", null,
+            request => request.Headers.TryAddWithoutValidation("Authorization", "Bearer pak_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+
+        Assert.Equal(HttpStatusCode.OK, response.Status);
+        ProblemAssert.IsProblem(wrong, HttpStatusCode.Unauthorized, "urn:pollingapi:problem:unauthorized", "/v1/operations");
+    }
+
+    [Fact]
     public async Task TwoKeyHeadersAreUnauthorized()
     {
         string key = await factory.CreateApiKeyAsync("tenant-a", "operations:read");

@@ -62,8 +62,13 @@ public sealed class MetricsTests(PollingApiFactory factory) : IClassFixture<Poll
 
         for (int i = 0; i < 2; i++)
         {
+            // Waited for, so that its completion is not counted by the next test's recorder.
             await _client.SendAsync(HttpMethod.Post, PollingApiClient.SleepRoute, PollingApiClient.JsonBody("""{"durationMs": 1}"""),
-                request => request.Headers.Add("Idempotency-Key", key));
+                request =>
+                {
+                    request.Headers.Add("Idempotency-Key", key);
+                    request.Headers.TryAddWithoutValidation("Prefer", "wait=30");
+                });
         }
 
         Assert.Equal(1, metrics.Sum("pollingapi.operations.submitted", ("kind", Kind)));

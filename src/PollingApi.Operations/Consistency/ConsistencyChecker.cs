@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using System.Diagnostics.Metrics;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Telemetry;
 using Quartz;
@@ -9,30 +8,20 @@ namespace PollingApi.Operations.Consistency;
 
 /// <summary>
 /// Runs every registered <see cref="IConsistencyCheck"/>. What the last run on this node found is served as the
-/// <c>pollingapi_consistency_findings</c> gauge, per check (a check that found something before and nothing now reads 0).
+/// <c>pollingapi_consistency_findings</c> gauge (see <see cref="OperationMetrics"/>), per check: a check that found
+/// something before and nothing now reads 0.
 /// </summary>
 internal sealed class ConsistencyChecker
 {
     private readonly IEnumerable<IConsistencyCheck> _checks;
     private readonly TimeProvider _timeProvider;
-    private Dictionary<string, int> _lastFindings = [];
+    private readonly OperationMetrics _metrics;
 
     public ConsistencyChecker(IEnumerable<IConsistencyCheck> checks, TimeProvider timeProvider, OperationMetrics metrics)
     {
         _checks = checks;
         _timeProvider = timeProvider;
-        metrics.Meter.CreateObservableGauge("pollingapi.consistency.findings", ObserveFindings, "{finding}",
-            "Findings of the last consistency check on this node, by check; check=\"all\" is their total (0 until a check has run).");
-    }
-
-    private IEnumerable<Measurement<int>> ObserveFindings()
-    {
-        var last = Volatile.Read(ref _lastFindings);
-        yield return new Measurement<int>(last.Values.Sum(), new KeyValuePair<string, object?>("check", "all"));
-        foreach (var (check, count) in last)
-        {
-            yield return new Measurement<int>(count, new KeyValuePair<string, object?>("check", check));
-        }
+        _metrics = metrics;
     }
 
     public async Task<ConsistencyReport> RunAsync(CancellationToken cancellationToken)
@@ -43,13 +32,13 @@ internal sealed class ConsistencyChecker
             findings.AddRange(await check.RunAsync(cancellationToken).ConfigureAwait(false));
         }
 
-        var counts = Volatile.Read(ref _lastFindings).Keys.ToDictionary(check => check, _ => 0, StringComparer.Ordinal);
+        var counts = _metrics.ChecksWithFindings.ToDictionary(check => check, _ => 0, StringComparer.Ordinal);
         foreach (var finding in findings)
         {
             counts[finding.Check] = counts.GetValueOrDefault(finding.Check) + 1;
         }
 
-        Volatile.Write(ref _lastFindings, counts);
+        _metrics.ConsistencyChecked(counts);
         return new ConsistencyReport(_timeProvider.GetUtcNow().UtcDateTime, findings);
     }
 }

@@ -29,6 +29,8 @@ internal sealed partial class OperationNotificationListener(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // Started with the host, after the exporters: the counters of rare events show (at 0) before their first event.
+        metrics.ServeRareCountersFromTheStart();
         var backoff = TimeSpan.Zero;
         while (!stoppingToken.IsCancellationRequested)
         {

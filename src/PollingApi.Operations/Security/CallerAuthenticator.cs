@@ -18,6 +18,12 @@ internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<Call
     public async ValueTask<AuthenticateResult> AuthenticateAsync(HttpContext http)
     {
         var headers = http.Request.Headers;
+        // An API key may also come as a bearer credential: what scrapers and proxies that cannot set X-Api-Key can send.
+        if (BearerApiKey(headers) is { } bearerKey)
+        {
+            return await verifier.VerifyAsync(bearerKey, http.RequestAborted).ConfigureAwait(false);
+        }
+
         if (IsBearer(headers))
         {
             return await http.AuthenticateAsync(JwtBearerDefaults.AuthenticationScheme).ConfigureAwait(false);
@@ -49,6 +55,12 @@ internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<Call
 
         return Task.CompletedTask;
     }
+
+    private static string? BearerApiKey(IHeaderDictionary headers) =>
+        headers.Authorization is [{ } authorization]
+        && authorization.StartsWith("Bearer " + ApiKeySecret.Prefix, StringComparison.OrdinalIgnoreCase)
+            ? authorization["Bearer ".Length..]
+            : null;
 
     private bool IsBearer(IHeaderDictionary headers) =>
         options.Value.JwtEnabled

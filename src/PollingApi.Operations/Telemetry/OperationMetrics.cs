@@ -37,9 +37,20 @@ internal sealed class OperationMetrics
             "Operations whose worker stopped renewing the lease, returned to pending or ended failed.");
         _listenerReconnects = Meter.CreateCounter<long>("pollingapi.notification_listener.reconnects", "{reconnect}",
             "Times the node's LISTEN connection was established again after it was lost.");
+        Meter.CreateObservableGauge("pollingapi.consistency.findings", ObserveFindings, "{finding}",
+            "Findings of the last consistency check on this node, by check; check=\"all\" is their total (0 until a check has run).");
+
         _groupCommitBatchSize = Meter.CreateHistogram<int>("pollingapi.group_commit.batch_size", "{operation}",
             "Rows stored by one group-committed insert.",
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128, 256] });
+    }
+
+    /// <summary>Counters that count rare events are served (at 0) from the start: a rule's increase() sees the first event.</summary>
+    public void ServeRareCountersFromTheStart()
+    {
+        _leaseRescues.Add(0, new KeyValuePair<string, object?>("outcome", "pending"));
+        _leaseRescues.Add(0, new KeyValuePair<string, object?>("outcome", "failed"));
+        _listenerReconnects.Add(0);
     }
 
     /// <summary>Seconds, from a millisecond to an hour.</summary>
@@ -69,6 +80,24 @@ internal sealed class OperationMetrics
         if (_completionDuration.Enabled)
         {
             _completionDuration.Record(Math.Max(0, (now - submitted).TotalSeconds), tags);
+        }
+    }
+
+    private Dictionary<string, int> _lastFindings = [];
+
+    /// <summary>What the last consistency check on this node found, per check (see <c>ConsistencyChecker</c>).</summary>
+    public void ConsistencyChecked(Dictionary<string, int> findingsByCheck) => Volatile.Write(ref _lastFindings, findingsByCheck);
+
+    /// <summary>The checks of the last run, for the next one to report those that found nothing this time as 0.</summary>
+    public IEnumerable<string> ChecksWithFindings => Volatile.Read(ref _lastFindings).Keys;
+
+    private IEnumerable<Measurement<int>> ObserveFindings()
+    {
+        var last = Volatile.Read(ref _lastFindings);
+        yield return new Measurement<int>(last.Values.Sum(), new KeyValuePair<string, object?>("check", "all"));
+        foreach (var (check, count) in last)
+        {
+            yield return new Measurement<int>(count, new KeyValuePair<string, object?>("check", check));
         }
     }
 

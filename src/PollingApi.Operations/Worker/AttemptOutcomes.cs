@@ -42,11 +42,10 @@ internal sealed partial class AttemptOutcomes(
 
             return completed is not null;
         }, async ct => (completed = await store.FindSucceededAsync([completion], ct).ConfigureAwait(false) is [var row] ? row : null) is not null,
-            current: () => completed).ConfigureAwait(false);
+            current: () => completed, stored: () => Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded)).ConfigureAwait(false);
         if (stored)
         {
             LogSucceeded();
-            Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded);
         }
     }
 
@@ -66,10 +65,10 @@ internal sealed partial class AttemptOutcomes(
             return;
         }
 
-        if (await writer.CommitAsync(operation, transaction, completion).ConfigureAwait(false))
+        if (await writer.CommitAsync(operation, transaction, completion,
+                stored: () => Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded)).ConfigureAwait(false))
         {
             LogSucceeded();
-            Ended(operation, AttemptOutcome.Succeeded, OperationStatus.Succeeded);
         }
     }
 
@@ -77,27 +76,18 @@ internal sealed partial class AttemptOutcomes(
     /// Ends the operation failed with a problem of the given type; <paramref name="outcome"/> says how the attempt ended
     /// (a permanent failure, or the last transient one).
     /// </summary>
-    public async Task FailAsync(ClaimedOperation operation, string type, string title, string? detail,
-        string outcome = AttemptOutcome.PermanentFailure)
-    {
-        if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
-                    OperationErrors.Json(type, title, detail), outcome, context.Now(), ct),
-                writer.LeftAs(operation, (OperationStatus.Failed, type))).ConfigureAwait(false))
-        {
-            Ended(operation, outcome, OperationStatus.Failed);
-        }
-    }
+    public Task FailAsync(ClaimedOperation operation, string type, string title, string? detail,
+        string outcome = AttemptOutcome.PermanentFailure) =>
+        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
+                OperationErrors.Json(type, title, detail), outcome, context.Now(), ct),
+            writer.LeftAs(operation, (OperationStatus.Failed, type)), stored: () => Ended(operation, outcome, OperationStatus.Failed));
 
     /// <summary>Ends a running operation cancelled after its handler stopped on request.</summary>
-    public async Task CancelledAsync(ClaimedOperation operation)
-    {
-        if (await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
-                    OperationErrors.Cancelled, AttemptOutcome.Cancelled, context.Now(), ct),
-                writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled))).ConfigureAwait(false))
-        {
-            Ended(operation, AttemptOutcome.Cancelled, OperationStatus.Cancelled);
-        }
-    }
+    public Task CancelledAsync(ClaimedOperation operation) =>
+        writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Cancelled,
+                OperationErrors.Cancelled, AttemptOutcome.Cancelled, context.Now(), ct),
+            writer.LeftAs(operation, (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
+            stored: () => Ended(operation, AttemptOutcome.Cancelled, OperationStatus.Cancelled));
 
     /// <summary>
     /// The attempt was interrupted by the node's shutdown after its drain time and the operation released: the attempt
@@ -129,16 +119,13 @@ internal sealed partial class AttemptOutcomes(
 
         var delay = backoff.Delay(operation.Attempts);
         LogRetryScheduled(exception, operation.Attempts, delay);
-        if (await writer.WriteAsync(operation, ct =>
-            {
-                var now = context.Now();
-                return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled,
-                    OperationErrors.AttemptFailed, ct);
-            }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
-                terminal: false).ConfigureAwait(false))
+        await writer.WriteAsync(operation, ct =>
         {
-            Ended(operation, AttemptOutcome.TransientFailure, status: null);
-        }
+            var now = context.Now();
+            return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled,
+                OperationErrors.AttemptFailed, ct);
+        }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
+            terminal: false, stored: () => Ended(operation, AttemptOutcome.TransientFailure, status: null)).ConfigureAwait(false);
     }
 
     /// <summary>Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler.</summary>

@@ -27,7 +27,7 @@ internal sealed partial class OutcomeWriter(
     /// reports it as written (to waiters and other nodes) instead of as a lost lease.
     /// </remarks>
     public async Task<bool> WriteAsync(ClaimedOperation operation, Func<CancellationToken, Task<bool>> write,
-        Func<CancellationToken, Task<bool>> wasWritten, bool terminal = true, Func<OperationRow?>? current = null)
+        Func<CancellationToken, Task<bool>> wasWritten, bool terminal = true, Func<OperationRow?>? current = null, Action? stored = null)
     {
         var deadline = context.Time.GetUtcNow() + context.Options.LeaseDuration;
         var delay = TimeSpan.Zero;
@@ -46,8 +46,12 @@ internal sealed partial class OutcomeWriter(
                 if (!written)
                 {
                     ReportFencedOut(operation);
+                    return false;
                 }
-                else if (terminal)
+
+                // Counted before anyone is told: whoever sees the operation done sees it counted too.
+                stored?.Invoke();
+                if (terminal)
                 {
                     signals.Finished(operation.Id, current?.Invoke());
                 }
@@ -76,7 +80,8 @@ internal sealed partial class OutcomeWriter(
     /// writes are committed with it (true); anything else means they are not, and the original failure is rethrown so
     /// the attempt is retried like any failed one. The read waits for this transaction's row lock, so it sees its end.
     /// </summary>
-    public async Task<bool> CommitAsync(ClaimedOperation operation, NpgsqlTransaction transaction, OperationCompletion completion)
+    public async Task<bool> CommitAsync(ClaimedOperation operation, NpgsqlTransaction transaction, OperationCompletion completion,
+        Action? stored = null)
     {
         int backendProcessId = transaction.Connection!.ProcessID;
         try
@@ -109,6 +114,7 @@ internal sealed partial class OutcomeWriter(
             resolver.ReportSettled("a transactional handler's commit", 1, 0);
         }
 
+        stored?.Invoke();
         signals.Finished(operation.Id);
         return true;
     }
