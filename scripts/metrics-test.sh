@@ -449,6 +449,28 @@ fi
 run_sleep
 ok "cancelled the rescued operation and ran one more"
 
+# --- 5b. The logs: JSON lines, an attempt's carrying its operation, kind, attempt and trace --------------------------
+
+trace_id="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+code="$(curl -sS --max-time 30 -o "$WORK/body" -w '%{http_code}' -X POST -H "X-Api-Key: $API_KEY" \
+  -H 'Content-Type: application/json' -H 'Prefer: respond-async, wait=10' -H "traceparent: 00-$trace_id-0123456789abcdef-01" \
+  --data-binary '{"durationMs": 1, "failPermanently": true}' "$API/v1/diagnostics/sleep")" ||
+  fail "an answer to a permanently failing sleep" "none"
+[[ "$code" == 200 ]] || fail "HTTP 200 (failed) for a permanently failing sleep" "HTTP $code: $(cat "$WORK/body")"
+failed_id="$(jq -r .id "$WORK/body")"
+# The handler's permanent failure is logged at Information with the attempt's scope.
+deadline=$((SECONDS + 10))
+until grep -E '^\{' "$WORK/api.log" | jq -e --arg id "$failed_id" --arg trace "$trace_id" '
+    select(.LogLevel == "Information" and (.Message | startswith("Operation failed permanently")))
+    | [.Scopes[]? | objects] | add // {}
+    | select(.OperationId == $id and .OperationKind == "diagnostics.sleep" and .Attempt == 1 and .TraceId == $trace)' \
+    >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || fail "a JSON log line of operation $failed_id's attempt with OperationId, OperationKind, Attempt and TraceId $trace_id" \
+    "$(grep -F "$failed_id" "$WORK/api.log" | tail -3)"
+  sleep 0.2
+done
+ok "the attempt's log line is JSON with its operation id, kind, attempt and the submit's trace id"
+
 # --- 6. Every name the dashboard and the alerts use is served ------------------------------------------------------
 
 scrape "$WORK/final.txt"
