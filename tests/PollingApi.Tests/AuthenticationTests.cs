@@ -162,6 +162,20 @@ public sealed class AuthenticationTests(SecuredPollingApiFactory factory) : ICla
     }
 
     [Fact]
+    public async Task WithBothAnXApiKeyAndABearerKeyTheXApiKeyDecides()
+    {
+        string bearer = await factory.CreateApiKeyAsync("tenant-bearer", "operations:submit");
+        string header = await factory.CreateApiKeyAsync("tenant-header", "operations:submit");
+        var client = factory.CreateClient(header);
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearer);
+
+        var submitted = await client.SubmitSleepAsync(Sleep);
+
+        Assert.Equal(HttpStatusCode.Accepted, submitted.Status);
+        Assert.Equal("tenant-header", (await factory.Operations.GetAsync(submitted.Json.GetProperty("id").GetGuid())).Owner);
+    }
+
+    [Fact]
     public async Task TwoKeyHeadersAreUnauthorized()
     {
         string key = await factory.CreateApiKeyAsync("tenant-a", "operations:read");

@@ -6,8 +6,9 @@ using Microsoft.Extensions.Options;
 namespace PollingApi.Operations.Security;
 
 /// <summary>
-/// Who a request is: the key in <c>X-Api-Key</c>, a JWT bearer token (handed to the JwtBearer handler, when JWTs are
-/// configured), or the anonymous development tenant when <see cref="CallerAuthenticationOptions.AllowAnonymous"/> is on.
+/// Who a request is, from the first credential found in this order: the key in <c>X-Api-Key</c>; a key as a bearer
+/// credential (<c>Authorization: Bearer pak_...</c>); a JWT bearer token (handed to the JwtBearer handler, when JWTs are
+/// configured); else the anonymous development tenant when <see cref="CallerAuthenticationOptions.AllowAnonymous"/> is on.
 /// A key read lately costs a dictionary lookup, and its result is shared (see <see cref="ApiKeyVerifier"/>).
 /// </summary>
 internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<CallerAuthenticationOptions> options)
@@ -18,7 +19,12 @@ internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<Call
     public async ValueTask<AuthenticateResult> AuthenticateAsync(HttpContext http)
     {
         var headers = http.Request.Headers;
-        // An API key may also come as a bearer credential: what scrapers and proxies that cannot set X-Api-Key can send.
+        if (headers.TryGetValue(ApiKeyAuthenticationHandler.HeaderName, out var values))
+        {
+            return values.Count != 1 ? OneKeyOnly : await verifier.VerifyAsync(values[0], http.RequestAborted).ConfigureAwait(false);
+        }
+
+        // Without X-Api-Key, a key may come as a bearer credential: what scrapers and proxies that cannot set headers send.
         if (BearerApiKey(headers) is { } bearerKey)
         {
             return await verifier.VerifyAsync(bearerKey, http.RequestAborted).ConfigureAwait(false);
@@ -29,12 +35,7 @@ internal sealed class CallerAuthenticator(ApiKeyVerifier verifier, IOptions<Call
             return await http.AuthenticateAsync(JwtBearerDefaults.AuthenticationScheme).ConfigureAwait(false);
         }
 
-        if (!headers.TryGetValue(ApiKeyAuthenticationHandler.HeaderName, out var values))
-        {
-            return verifier.Anonymous is { } anonymous && !headers.ContainsKey("Authorization") ? anonymous : NoCredentials;
-        }
-
-        return values.Count != 1 ? OneKeyOnly : await verifier.VerifyAsync(values[0], http.RequestAborted).ConfigureAwait(false);
+        return verifier.Anonymous is { } anonymous && !headers.ContainsKey("Authorization") ? anonymous : NoCredentials;
     }
 
     /// <summary>Says how to authenticate: the JwtBearer handler's challenge for a bearer request, else the key's (and Bearer, where accepted).</summary>
