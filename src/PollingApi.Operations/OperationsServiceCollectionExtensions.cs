@@ -100,6 +100,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<IOperationSignals>(sp => sp.GetRequiredService<OperationSignals>());
         services.AddSingleton<OperationWaiting>();
         services.AddSingleton<OperationQueries>();
+        services.AddSingleton<Http.AdminStatsReader>();
         services.AddSingleton<OperationChanges>();
         services.AddSingleton<OperationInserter>();
         services.AddSingleton<OperationSubmitter>();

@@ -1,3 +1,5 @@
+using PollingApi.Operations.Security;
+
 namespace PollingApi;
 
 /// <summary>Says at start-up who may call the API: a warning when anyone may, otherwise how to make a key.</summary>
@@ -9,7 +11,10 @@ internal static partial class AccessWarnings
         var configuration = app.Configuration.GetSection("Authentication");
         if (configuration.GetValue<bool>("AllowAnonymous"))
         {
-            AnonymousAllowed(logger, configuration["AnonymousTenant"] ?? "dev");
+            string[] scopes = configuration["AnonymousScopes"] is { } configured && !string.IsNullOrWhiteSpace(configured)
+                ? configured.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+                : [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage];
+            AnonymousAllowed(logger, configuration["AnonymousTenant"] ?? "dev", string.Join(", ", scopes.Distinct(StringComparer.Ordinal)));
         }
         else
         {
@@ -18,9 +23,9 @@ internal static partial class AccessWarnings
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message =
-        "Callers without credentials are let in as tenant {Tenant} with the submit, read and manage scopes " +
-        "(Authentication:AllowAnonymous). Turn it off wherever others can reach the API.")]
-    private static partial void AnonymousAllowed(ILogger logger, string tenant);
+        "Callers without credentials are let in as tenant {Tenant} with the scopes {Scopes} " +
+        "(Authentication:AllowAnonymous, AnonymousScopes). Turn it off wherever others can reach the API.")]
+    private static partial void AnonymousAllowed(ILogger logger, string tenant, string scopes);
 
     [LoggerMessage(Level = LogLevel.Information, Message =
         "Every /v1 request needs an API key in X-Api-Key (or a bearer token when Authentication:Jwt is configured). Create a key with: " +

@@ -144,7 +144,9 @@ public sealed class CommitOutcomeTests(ProxiedPollingApiFactory factory) : IClas
     [Fact]
     public async Task ARetryAndADeleteWhoseCommitAcknowledgementsAreLostAnswerAsIfAcknowledged()
     {
-        var submit = await _client.SubmitSleepAsync("""{"durationMs": 0, "failPermanently": true}""");
+        // Each run takes half a second, so the settled retry is answered before the run it caused is over (a run of no
+        // time could fail again first, and the answer would show that, as a 200).
+        var submit = await _client.SubmitSleepAsync("""{"durationMs": 500, "failPermanently": true}""");
         var id = submit.Json.GetProperty("id").GetGuid();
         var failed = await _client.PollUntilDoneAsync(submit.Headers.Location!, Deadline);
         Assert.Equal("failed", failed.Json.GetProperty("status").GetString());

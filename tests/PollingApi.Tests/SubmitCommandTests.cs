@@ -80,7 +80,7 @@ public sealed class SubmitCommandTests(ApiOnlyPollingApiFactory factory) : IClas
         Assert.Null(row.LockedBy);
         Assert.Null(row.CompletedAt);
         Assert.Equal(response.Json.GetProperty("createdAt").GetDateTime().ToUniversalTime(), row.CreatedAt.ToUniversalTime());
-        JsonAssert.Equivalent("""{"durationMs": 50, "failTimes": 0, "failPermanently": false}""", row.Payload);
+        JsonAssert.Equivalent("""{"durationMs": 50, "failTimes": 0, "failPermanently": false, "failUntil": null}""", row.Payload);
     }
 
     [Theory]

@@ -17,7 +17,7 @@ internal static class OperationPageRequest
     public const int DefaultLimit = 20;
     public const int MaxLimit = 100;
 
-    public static bool TryParse(string? status, string? kind, string? createdAfter, string? createdBefore, string? limit, string? cursor,
+    public static bool TryParse(string? status, string? kind, string? tenant, string? createdAfter, string? createdBefore, string? limit, string? cursor,
         out OperationQuery query, out Dictionary<string, string[]> errors)
     {
         errors = [];
@@ -29,6 +29,11 @@ internal static class OperationPageRequest
         if (kind is { Length: 0 or > 200 } || (kind is not null && kind.Any(char.IsControl)))
         {
             errors["kind"] = ["'kind' must be 1 to 200 characters, none of them a control character."];
+        }
+
+        if (tenant is not null && !Security.CallerClaims.IsValidTenant(tenant))
+        {
+            errors["tenant"] = ["'tenant' must be 1 to 64 letters, digits, '.', '_', ':' or '-'."];
         }
 
         var after = ParseTime(createdAfter, "createdAfter", errors);
@@ -53,7 +58,7 @@ internal static class OperationPageRequest
             }
         }
 
-        query = new OperationQuery(status, kind, after, before, position, pageSize);
+        query = new OperationQuery(status, kind, after, before, position, pageSize, tenant);
         return errors.Count == 0;
     }
 

@@ -44,7 +44,8 @@ public static class OperationsApi
             .WithName("ListOperations")
             .WithSummary("List operations")
             .WithDescription("""
-                The caller's operations, newest first, optionally filtered by status, kind and creation time.
+                The caller's operations, newest first, optionally filtered by status, kind and creation time (and, for an admin,
+                by tenant: an admin's list has every tenant's operations).
                 Pages are keyset-paginated: pass `nextCursor` back as `cursor` for the next page; it is null on the last page.
                 """)
             .Responds(StatusCodes.Status200OK, "A page of operations.")
@@ -139,11 +140,35 @@ public static class OperationsApi
             .WithDescription("""
                 Per kind, cluster-wide: pending (due now), running and scheduled retries now; succeeded and failed in the
                 last 5 minutes; how long the oldest due operation has waited; and the median and 95th percentile run time of
-                the last 5 minutes' successes.
+                the last 5 minutes' successes; and how many operations of every kind finished in each 30 seconds of those 5
+                minutes. Each node reads the figures at most once a second, however many callers ask.
                 """)
             .Responds(StatusCodes.Status200OK, "The figures, one entry per kind.")
             .RespondsToCallers(OperationScopes.Admin)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+        admin.MapGet("/failures", AdminFailures.ListAsync)
+            .WithName("ListFailureGroups")
+            .WithSummary("Failed operations, grouped by kind and error type")
+            .WithDescription("""
+                Every failed operation (of every tenant, or of one), grouped by kind and the problem type of its error, the
+                largest group first, at most 200 groups: what failed and why, at a glance.
+                """)
+            .Responds(StatusCodes.Status200OK, "The groups; empty when nothing failed.")
+            .Responds(StatusCodes.Status400BadRequest, "A filter is invalid (validation-failed).")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+        admin.MapPost("/failures/retry", AdminFailures.RetryAsync)
+            .WithName("RetryFailures")
+            .WithSummary("Retry every failed operation that matches")
+            .WithDescription($$"""
+                Retries failed operations that match the filters, {{AdminFailures.RetryBatchSize}} at most per request, in id
+                order, each exactly as `POST /v1/operations/{id}/retry` would (a command that does not allow a replay
+                refuses it). When the answer says `more`, send the same filters again with its `after`.
+                """)
+            .Responds(StatusCodes.Status200OK, "How many were retried and refused, and where to continue.")
+            .Responds(StatusCodes.Status400BadRequest, "The body or a filter is invalid.")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, ChangeUnavailable, ResponseHeaders.RetryAfter);
         admin.MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")
@@ -186,10 +211,10 @@ public static class OperationsApi
         [ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation];
 
     internal static async Task<Results<Ok<OperationPage>, ValidationProblem>> ListOperationsAsync(HttpContext http, OperationQueries queries,
-        CancellationToken cancellationToken, string? status = null, string? kind = null, string? createdAfter = null, string? createdBefore = null,
-        string? limit = null, string? cursor = null)
+        CancellationToken cancellationToken, string? status = null, string? kind = null, string? tenant = null, string? createdAfter = null,
+        string? createdBefore = null, string? limit = null, string? cursor = null)
     {
-        if (!OperationPageRequest.TryParse(status, kind, createdAfter, createdBefore, limit, cursor, out var query, out var errors))
+        if (!OperationPageRequest.TryParse(status, kind, tenant, createdAfter, createdBefore, limit, cursor, out var query, out var errors))
         {
             return Problems.Validation(errors);
         }

@@ -46,9 +46,21 @@ internal sealed class OperationQueries(
         return Lookup.Of(row);
     }
 
-    /// <summary>A page of the caller's operations, newest first: one more than the query's limit when there is a next page.</summary>
-    public Task<IReadOnlyList<OperationRow>> ListAsync(OperationCaller caller, OperationQuery query, CancellationToken cancellationToken) =>
-        store.ListAsync(caller.OwnerFilter, query with { Limit = query.Limit + 1 }, cancellationToken);
+    /// <summary>
+    /// A page of the caller's operations, newest first: one more than the query's limit when there is a next page.
+    /// A tenant filter picks one tenant for an admin; for anyone else it can only name their own tenant (another tenant's
+    /// operations are not there for them, so that page is empty).
+    /// </summary>
+    public async Task<IReadOnlyList<OperationRow>> ListAsync(OperationCaller caller, OperationQuery query, CancellationToken cancellationToken)
+    {
+        string? owner = caller.OwnerFilter ?? query.Tenant;
+        if (query.Tenant is not null && owner != query.Tenant)
+        {
+            return [];
+        }
+
+        return await store.ListAsync(owner, query with { Limit = query.Limit + 1 }, cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>The caller's operation's attempt history; null when there is no such operation (for this caller).</summary>
     public Task<AttemptHistoryRow?> AttemptsAsync(OperationCaller caller, Guid id, CancellationToken cancellationToken) =>

@@ -22,12 +22,9 @@ internal sealed class ApiKeyVerifier : IDisposable
         _store = store;
         _cacheDuration = options.Value.ApiKeyCacheDuration;
         Anonymous = options.Value.AllowAnonymous
-            ? SignedIn(CallerClaims.Principal("Anonymous", options.Value.AnonymousTenant, AnonymousScopes, "anonymous"))
+            ? SignedIn(CallerClaims.Principal("Anonymous", options.Value.AnonymousTenant, options.Value.EffectiveAnonymousScopes, "anonymous"))
             : null;
     }
-
-    /// <summary>The scopes of an anonymous development caller: everything but admin.</summary>
-    internal static readonly string[] AnonymousScopes = [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage];
 
     /// <summary>Who a request without credentials is, when anonymous callers are allowed; null when they are not.</summary>
     public AuthenticateResult? Anonymous { get; }

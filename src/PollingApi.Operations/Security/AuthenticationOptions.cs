@@ -16,6 +16,17 @@ internal sealed class CallerAuthenticationOptions
     /// <summary>The tenant anonymous callers act as.</summary>
     public string AnonymousTenant { get; set; } = "dev";
 
+    /// <summary>
+    /// The scopes anonymous callers get: submit, read and manage unless configured (appsettings.Development.json adds
+    /// <c>admin</c>, so the dashboard works without a key on a developer's machine).
+    /// </summary>
+    public string? AnonymousScopes { get; set; }
+
+    /// <summary>The scopes of <see cref="AnonymousScopes"/> (space-separated, as in an OAuth scope claim), or the default.</summary>
+    public IReadOnlyList<string> EffectiveAnonymousScopes => string.IsNullOrWhiteSpace(AnonymousScopes)
+        ? [OperationScopes.Submit, OperationScopes.Read, OperationScopes.Manage]
+        : AnonymousScopes.Split(' ', StringSplitOptions.RemoveEmptyEntries).Distinct(StringComparer.Ordinal).ToArray();
+
     /// <summary>How long a node trusts what it read about an API key: the most a revocation takes to reach every node.</summary>
     public TimeSpan ApiKeyCacheDuration { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -52,6 +63,11 @@ internal sealed class CallerAuthenticationOptionsValidator : IValidateOptions<Ca
         if (!CallerClaims.IsValidTenant(options.AnonymousTenant))
         {
             failures.Add($"Authentication:AnonymousTenant is '{options.AnonymousTenant}': a tenant is 1 to 64 letters, digits, '.', '_', ':' or '-'.");
+        }
+
+        if (options.EffectiveAnonymousScopes.Any(scope => !OperationScopes.All.Contains(scope, StringComparer.Ordinal)))
+        {
+            failures.Add($"Authentication:AnonymousScopes is '{string.Join(",", options.EffectiveAnonymousScopes)}': each must be one of {string.Join(", ", OperationScopes.All)}.");
         }
 
         if (options.ApiKeyCacheDuration < TimeSpan.Zero || options.ApiKeyCacheDuration > TimeSpan.FromMinutes(1))

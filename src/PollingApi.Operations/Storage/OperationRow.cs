@@ -11,7 +11,7 @@ internal static class RowMapping
 {
     private static readonly Lazy<bool> Registered = new(() =>
     {
-        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow), typeof(AttemptHistoryRow), typeof(KindActivityRow) })
+        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow), typeof(AttemptHistoryRow), typeof(KindActivityRow), typeof(ThroughputRow), typeof(FailureGroupRow) })
         {
             SqlMapper.SetTypeMap(type, new CustomPropertyTypeMap(type, (t, column) => t.GetProperty(
                 column.Replace("_", "", StringComparison.Ordinal),
@@ -83,6 +83,24 @@ internal sealed class KindActivityRow
     public double? RunP95 { get; init; }
 }
 
+/// <summary>Completions in one interval of the stats window.</summary>
+internal sealed class ThroughputRow
+{
+    public int Bucket { get; init; }
+    public long Succeeded { get; init; }
+    public long Failed { get; init; }
+}
+
+/// <summary>Failed operations of one kind with one error type.</summary>
+internal sealed class FailureGroupRow
+{
+    public string Kind { get; init; } = "";
+    public string ErrorType { get; init; } = "";
+    public string? Title { get; init; }
+    public long Count { get; init; }
+    public DateTime? LastFailedAt { get; init; }
+}
+
 /// <summary>An operation's attempt history (the <c>attempt_history</c> JSON) and its current attempt, if one runs.</summary>
 internal sealed class AttemptHistoryRow
 {
@@ -129,7 +147,8 @@ internal sealed class KindStatistics
 }
 
 /// <summary>Filters and keyset position of a page of operations.</summary>
-internal sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit);
+internal sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit,
+    string? Tenant = null);
 
 /// <summary>An operation a worker has just claimed: what it needs to run one attempt.</summary>
 internal sealed class ClaimedOperation

@@ -349,6 +349,63 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         return rows.AsList();
     }
 
+    /// <summary>
+    /// Succeeded and failed completions per interval of <paramref name="bucket"/> since <paramref name="since"/>, from the
+    /// index on <c>completed_at</c>; intervals without completions are left out.
+    /// </summary>
+    public async Task<IReadOnlyList<ThroughputRow>> ReadThroughputAsync(DateTime since, DateTime now, TimeSpan bucket, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT floor(extract(epoch FROM completed_at - @since) / @bucketSeconds)::int AS bucket,
+                   count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+                   count(*) FILTER (WHERE status = 'failed') AS failed
+            FROM operations WHERE completed_at > @since AND completed_at <= @now
+            GROUP BY 1 ORDER BY 1
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<ThroughputRow>(new CommandDefinition(Sql,
+            new { since, now, bucketSeconds = bucket.TotalSeconds }, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return rows.AsList();
+    }
+
+    /// <summary>Failed operations grouped by kind and error type, largest group first (at most <paramref name="limit"/> groups).</summary>
+    public async Task<IReadOnlyList<FailureGroupRow>> ReadFailureGroupsAsync(string? owner, string? kind, int limit, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT kind, coalesce(error->>'type', '') AS error_type, max(error->>'title') AS title, count(*) AS count,
+                   max(completed_at) AS last_failed_at
+            FROM operations
+            WHERE status = 'failed' AND (@kind::text IS NULL OR kind = @kind) AND (@owner::text IS NULL OR owner = @owner)
+            GROUP BY kind, coalesce(error->>'type', '')
+            ORDER BY count(*) DESC, kind, error_type
+            LIMIT @limit
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<FailureGroupRow>(new CommandDefinition(Sql, new { owner, kind, limit },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return rows.AsList();
+    }
+
+    /// <summary>
+    /// Ids of failed operations that match the filters, in id order after <paramref name="after"/>: the batches of a "retry
+    /// every failed operation like this" request.
+    /// </summary>
+    public async Task<IReadOnlyList<Guid>> ListFailedIdsAsync(string? owner, string? kind, string? errorType, Guid? after, int limit,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT id FROM operations
+            WHERE status = 'failed' AND (@kind::text IS NULL OR kind = @kind) AND (@owner::text IS NULL OR owner = @owner)
+              AND (@errorType::text IS NULL OR coalesce(error->>'type', '') = @errorType) AND (@after::uuid IS NULL OR id > @after)
+            ORDER BY id
+            LIMIT @limit
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var ids = await connection.QueryAsync<Guid>(new CommandDefinition(Sql, new { owner, kind, errorType, after, limit },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return ids.AsList();
+    }
+
     /// <summary>The operation's attempt history and what is needed to describe an attempt still running; null when not there.</summary>
     public async Task<AttemptHistoryRow?> FindAttemptsAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {

@@ -21,6 +21,12 @@ public sealed class SleepHandler(TimeProvider timeProvider) : IOperationHandler<
                 "diagnostics.sleep was submitted with failPermanently: true.");
         }
 
+        if (request.FailUntil is { } until && timeProvider.GetUtcNow() < until)
+        {
+            throw new PermanentOperationFailureException(PermanentFailureType, "The sleep was asked to fail until a later time.",
+                $"diagnostics.sleep was submitted with failUntil: {until.UtcDateTime:yyyy-MM-ddTHH:mm:ss.fffZ}.");
+        }
+
         if (context.Attempt <= request.FailTimes)
         {
             throw new SimulatedTransientFailureException(context.Attempt, request.FailTimes);

@@ -23,11 +23,12 @@ internal sealed class FuzzRequestGenerator(int seed, FuzzTargets targets, DateTi
         "/v1/diagnostics/sleep", "/v1/accounts", "/v1/transfers", "/v1/operations", "/v1/operations/{op}", "/v1/operations/{op}/cancel",
         "/v1/operations/{op}/retry", "/v1/accounts/{account}", "/v1/admin/consistency", "/health/live", "/health/ready",
         "/openapi/v1.json", "/swagger", "/swagger/index.html", "/", "/v1", "/v1/admin/stats", "/metrics", "/v1/operations/{op}/events",
-        "/v1/operations/{op}/attempts", "/v1/webhooks", "/dashboard",
+        "/v1/operations/{op}/attempts", "/v1/webhooks", "/dashboard", "/dashboard/", "/dashboard/dashboard.js", "/dashboard/..%2fappsettings.json",
+        "/v1/admin/failures", "/v1/admin/failures/retry",
     ];
 
     private static readonly string[] QueryNames =
-        ["status", "kind", "createdAfter", "createdBefore", "limit", "cursor", "wait", "Status", "LIMIT", "x", "", "%00", "limit[]", "cursor%00"];
+        ["status", "kind", "tenant", "errorType", "createdAfter", "createdBefore", "limit", "cursor", "wait", "Status", "LIMIT", "x", "", "%00", "limit[]", "cursor%00"];
 
     private readonly string _keyA = targets.TenantAKey;
 

@@ -64,6 +64,8 @@ public class PollingApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         builder.UseSetting("Operations:RetryMaxDelay", "00:00:00.200");
         builder.UseSetting("Operations:ShutdownTimeout", "00:00:02");
         builder.UseSetting("Logging:LogLevel:Default", "Warning");
+        // Anonymous test callers are a plain tenant (Development makes them admin too, for the dashboard).
+        builder.UseSetting("Authentication:AnonymousScopes", "operations:submit operations:read operations:manage");
         builder.ConfigureServices(services => services.AddSingleton<ILoggerProvider>(Logs));
         foreach (var (key, value) in Settings)
         {

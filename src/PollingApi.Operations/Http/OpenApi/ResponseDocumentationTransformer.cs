@@ -62,6 +62,10 @@ internal sealed class ResponseDocumentationTransformer : IOpenApiOperationTransf
                     new OpenApiSchema { Type = JsonSchemaType.String, Enum = [.. OperationStatus.All.Select(v => (System.Text.Json.Nodes.JsonNode)v!)] }),
                 (ParameterLocation.Query, "kind") => ("Only operations of this command kind, e.g. diagnostics.sleep.",
                     new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 200 }),
+                (ParameterLocation.Query, "tenant") => ("Only this tenant's operations: any tenant for an admin; otherwise only the caller's own (another tenant gives an empty page).",
+                    new OpenApiSchema { Type = JsonSchemaType.String, MinLength = 1, MaxLength = 64, Pattern = "^[A-Za-z0-9._:-]{1,64}$" }),
+                (ParameterLocation.Query, "errorType") => ("Only failures with this problem type, e.g. urn:pollingapi:problem:handler-failed.",
+                    new OpenApiSchema { Type = JsonSchemaType.String, MaxLength = 200 }),
                 (ParameterLocation.Query, "cursor") => ("The nextCursor of the previous page.", new OpenApiSchema { Type = JsonSchemaType.String }),
                 _ => (parameter.Description, parameter.Schema),
             };
