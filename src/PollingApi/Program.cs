@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using PollingApi.Diagnostics;
 using PollingApi.Ledger;
 using PollingApi.Operations;
+using PollingApi.Operations.Dashboard;
 using PollingApi.Operations.Http;
 using PollingApi.Operations.Http.OpenApi;
 using PollingApi.Operations.Security;
@@ -106,6 +107,10 @@ app.MapOperations();
 if (app.Services.GetRequiredService<IOptions<OperationsOptions>>().Value.Role != OperationsRole.Worker)
 {
     app.MapAccounts();
+    if (app.Configuration.GetValue("Dashboard:Enabled", defaultValue: true))
+    {
+        app.MapOperationsDashboard();
+    }
 }
 
 await app.RunAsync();
