@@ -327,6 +327,23 @@ jq -e '.status == "succeeded" and .result.sleptMs == 100' "$BODY" >/dev/null \
   || fail "a succeeded operation with result.sleptMs 100" "$(cat "$BODY")"
 echo "ok: submit with Prefer: wait=30 -> 200 succeeded in one call"
 
+# 6b. The same operation as server-sent events (curl -N, as a shell script follows a job): its done event at once, then
+#     the end of the stream; with its last version as Last-Event-ID, 204 (nothing more will come).
+DONE_ID="$(jq -r '.id' "$BODY")"
+EVENTS="$TMP_DIR/events"
+if ! curl --max-time 20 -sS -N "${KEY_HEADER[@]}" -H 'Accept: text/event-stream' -o "$EVENTS" \
+    "$OPERATIONS_URL/$DONE_ID/events" 2>"$CURL_ERR"; then
+  fail "the event stream of $DONE_ID to end after its done event" "curl error: $(tr -d '\n' <"$CURL_ERR")"
+fi
+grep -q '^event: done$' "$EVENTS" || fail "an 'event: done' line" "$(cat "$EVENTS")"
+DONE_VERSION="$(sed -n 's/^id: //p' "$EVENTS" | tail -1)"
+sed -n 's/^data: //p' "$EVENTS" | tail -1 | jq -e --arg id "$DONE_ID" '.id == $id and .status == "succeeded"' >/dev/null \
+  || fail "the done event's data to be the succeeded operation" "$(cat "$EVENTS")"
+STATUS="$(curl --max-time 20 -sS -o /dev/null -w '%{http_code}' "${KEY_HEADER[@]}" -H "Last-Event-ID: $DONE_VERSION" \
+  "$OPERATIONS_URL/$DONE_ID/events" 2>"$CURL_ERR")" || fail "an answer with Last-Event-ID" "curl error: $(tr -d '\n' <"$CURL_ERR")"
+[[ "$STATUS" == "204" ]] || fail "204 for a stream resumed after its done event" "$STATUS"
+echo "ok: GET .../events (curl -N) -> the done event, then 204 with its Last-Event-ID"
+
 # 7. With a key: a request without one is refused, and says how to authenticate.
 if [[ -n "$API_KEY" ]]; then
   saved_key_header=("${KEY_HEADER[@]}")

@@ -60,6 +60,12 @@ public sealed class OperationsOptions
     public TimeSpan MaxWait { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
+    /// How often an open event stream sends a comment when nothing happens, so that proxies and load balancers do not
+    /// close it as idle.
+    /// </summary>
+    public TimeSpan EventHeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
     /// How long a node keeps trying to settle a write whose connection failed after it was sent (was it committed or
     /// not?) before it tells the caller the outcome is unknown (<c>503 commit-outcome-unknown</c>). A keyed submit,
     /// cancel, retry or delete whose client hangs up stops settling sooner; a group-commit batch settles for all its callers.
@@ -129,6 +135,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
             $"Operations:MaxUnfinishedPerTenant must be 0 (no cap) or more, not {options.MaxUnfinishedPerTenant}.");
         Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
             $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
+        Require(options.EventHeartbeatInterval >= TimeSpan.FromMilliseconds(100) && options.EventHeartbeatInterval <= TimeSpan.FromMinutes(5),
+            $"Operations:EventHeartbeatInterval must be 00:00:00.1 to 00:05:00, not {options.EventHeartbeatInterval}.");
         Require(options.CommitResolutionTimeout >= TimeSpan.FromMilliseconds(100) && options.CommitResolutionTimeout <= TimeSpan.FromMinutes(1),
             $"Operations:CommitResolutionTimeout must be 00:00:00.100 to 00:01:00, not {options.CommitResolutionTimeout}.");
         Require(options.Retention >= TimeSpan.FromHours(24),

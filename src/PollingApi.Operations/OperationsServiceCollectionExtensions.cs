@@ -96,6 +96,8 @@ public static class OperationsServiceCollectionExtensions
 
         // The lifecycle: what the API does with operations, and the one fan-out of their changes.
         services.AddSingleton<OperationWaiters>();
+        services.AddSingleton<OperationWatchers>();
+        services.AddSingleton<OperationChangeFeed>();
         services.AddSingleton<OperationSignals>();
         services.AddSingleton<IOperationSignals>(sp => sp.GetRequiredService<OperationSignals>());
         services.AddSingleton<OperationWaiting>();

@@ -52,6 +52,26 @@ public static class OperationsApi
             .Responds(StatusCodes.Status400BadRequest, "A filter, the limit or the cursor is invalid (validation-failed).")
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
 
+        operations.MapGet("/events", OperationEvents.StreamAllAsync)
+            .RequiresScope(OperationScopes.Read)
+            .WithName("StreamOperationsEvents")
+            .WithSummary("Follow every matching operation as server-sent events")
+            .WithDescription($$"""
+                `text/event-stream`: the events of `GET /v1/operations/{id}/events` (`status`, `progress`, `done`, each
+                with the whole operation as its `data`) for every operation of the caller's tenant that matches `kind`
+                and `status` (an admin's: every tenant's, or the one named by `tenant`), as this node hears of the changes.
+                Event ids are `<node epoch>-<sequence>`: a reconnect with `Last-Event-ID` to the same node resumes without
+                repeats or gaps while the node still keeps those events (the last {{OperationChangeFeed.Capacity}}, up to
+                {{(int)OperationChangeFeed.Retention.TotalMinutes}} minutes); otherwise the stream sends a `: reset` comment
+                and goes on from now (read `GET /v1/operations` to catch up). Open streams cost the database nothing while
+                nothing changes; while things change, a node reads the changed operations once per 50 ms for all its
+                streams together.
+                """)
+            .WithMetadata(RequestHeaders.LastEventId)
+            .Produces<string>(StatusCodes.Status200OK, "text/event-stream")
+            .Responds(StatusCodes.Status200OK, "The event stream.")
+            .Responds(StatusCodes.Status400BadRequest, "A filter is invalid (validation-failed).");
+
         var operation = operations.MapGroup("/{id}").AddEndpointFilter(OperationRouteId.RejectInvalidAsync);
 
         operation.MapGet("/", GetOperationAsync)
@@ -89,6 +109,29 @@ public static class OperationsApi
                 trace id it belongs to. Kept, and purged, with the operation; a replay adds to the same list.
                 """)
             .Responds(StatusCodes.Status200OK, "The attempts, oldest first.")
+            .RespondsWithProblem(StatusCodes.Status400BadRequest, InvalidId)
+            .RespondsWithProblem(StatusCodes.Status404NotFound, NotFound)
+            .RespondsWithProblem(StatusCodes.Status410Gone, Gone)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+
+        operation.MapGet("/events", OperationEvents.StreamAsync)
+            .RequiresScope(OperationScopes.Read)
+            .WithName("StreamOperationEvents")
+            .WithSummary("Follow an operation as server-sent events")
+            .WithDescription("""
+                `text/event-stream`: an event whenever the operation changes, each with the whole operation (as
+                `GET /v1/operations/{id}` shows it) as its `data`, its version as its `id`, and as its `event`: `status`
+                (created, claimed, back to pending for a retry, cancellation requested), `progress` (the handler reported
+                progress) or `done` (terminal: the stream ends after it). A finished operation answers its `done` event at
+                once. `Last-Event-ID` resumes, on any node: only a newer version is sent; `204` when the client already has
+                the `done` event (which tells an EventSource to stop reconnecting). A comment line (`: heartbeat`) comes
+                every `Operations:EventHeartbeatInterval` (15 s) while nothing happens.
+                """)
+            .WithMetadata(RequestHeaders.LastEventId)
+            .Produces<string>(StatusCodes.Status200OK, "text/event-stream")
+            .Responds(StatusCodes.Status200OK, "The event stream.")
+            .Produces(StatusCodes.Status204NoContent)
+            .Responds(StatusCodes.Status204NoContent, "The operation is done and Last-Event-ID is its last version: nothing more will come.")
             .RespondsWithProblem(StatusCodes.Status400BadRequest, InvalidId)
             .RespondsWithProblem(StatusCodes.Status404NotFound, NotFound)
             .RespondsWithProblem(StatusCodes.Status410Gone, Gone)

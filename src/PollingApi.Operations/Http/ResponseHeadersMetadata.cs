@@ -45,6 +45,9 @@ internal static class RequestHeaders
         "RFC 7240. wait=N holds the answer up to N seconds (capped by the server) and answers 200 with the finished operation " +
         "if it is done in time, e.g. 'respond-async, wait=30'.");
 
+    public static readonly RequestHeaderDocumentation LastEventId = new("Last-Event-ID",
+        "The id of the last event received (what EventSource sends when it reconnects): the stream sends only what is newer.", 40);
+
     public static readonly RequestHeaderDocumentation IfNoneMatch = new("If-None-Match",
         "The ETag of an earlier answer: 304 Not Modified while the operation is unchanged.");
 }

@@ -81,7 +81,7 @@ internal sealed partial class OperationNotificationListener(
         connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
         await using (var listen = new NpgsqlCommand(
             $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}; " +
-            $"LISTEN {OperationNotifier.ForgetChannel}", connection))
+            $"LISTEN {OperationNotifier.ForgetChannel}; LISTEN {OperationNotifier.ChangedChannel}", connection))
         {
             await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
         }
@@ -151,6 +151,10 @@ internal sealed partial class OperationNotificationListener(
             else if (channel == OperationNotifier.ForgetChannel)
             {
                 signals.ForgottenElsewhere(id);
+            }
+            else if (channel == OperationNotifier.ChangedChannel)
+            {
+                signals.ChangedElsewhere(id);
             }
         }
     }

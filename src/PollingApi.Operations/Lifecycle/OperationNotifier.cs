@@ -24,6 +24,7 @@ internal sealed partial class OperationNotifier(NpgsqlDataSource dataSource, Nod
     public const string DoneChannel = "pollingapi_operation_done";
     public const string CancelChannel = "pollingapi_operation_cancel";
     public const string PendingChannel = "pollingapi_operation_pending";
+    public const string ChangedChannel = "pollingapi_operation_changed";
     // Sent by OperationStore's retry and delete statements themselves, in their transaction.
     public const string ForgetChannel = OperationStore.ForgetChannel;
 
@@ -38,6 +39,9 @@ internal sealed partial class OperationNotifier(NpgsqlDataSource dataSource, Nod
 
     /// <summary>Cancellation of a running operation was requested: fire its handler's token on the node that runs it.</summary>
     public void CancelRequested(Guid id) => _queue.Writer.TryWrite((CancelChannel, id));
+
+    /// <summary>An operation changed without finishing (claimed, progress, back to pending): wake the event streams that follow it.</summary>
+    public void Changed(Guid id) => _queue.Writer.TryWrite((ChangedChannel, id));
 
     /// <summary>New work is due: wake the workers of every node.</summary>
     public void Pending() => _queue.Writer.TryWrite((PendingChannel, Guid.Empty));

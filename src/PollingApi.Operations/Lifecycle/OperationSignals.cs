@@ -11,6 +11,7 @@ namespace PollingApi.Operations.Lifecycle;
 /// </summary>
 internal sealed class OperationSignals(
     OperationWaiters waiters,
+    OperationWatchers watchers,
     OperationNotifier notifier,
     FinishedOperationCache finishedOperations,
     HandlerSlots slots,
@@ -20,7 +21,15 @@ internal sealed class OperationSignals(
     public void Finished(Guid id, OperationRow? row = null)
     {
         waiters.Notify(id, row);
+        watchers.Notify(id);
         notifier.Done(id);
+    }
+
+    /// <summary>An operation changed here without finishing: claimed, progress reported, or back to pending for a retry.</summary>
+    public void Changed(Guid id)
+    {
+        watchers.Notify(id);
+        notifier.Changed(id);
     }
 
     /// <summary>Work became due here (stored pending, or returned to pending).</summary>
@@ -34,11 +43,16 @@ internal sealed class OperationSignals(
     /// A finished operation was retried or deleted here. The retry and delete statements notify the other nodes
     /// themselves, in their transaction; this node's cached copy goes now.
     /// </summary>
-    public void Forgotten(Guid id) => finishedOperations.Forget(id);
+    public void Forgotten(Guid id)
+    {
+        finishedOperations.Forget(id);
+        watchers.Notify(id);
+    }
 
     /// <summary>Cancellation of a running operation was requested here: its handler's token fires, here or on the node that runs it.</summary>
     public void CancelRequested(Guid id)
     {
+        watchers.Notify(id);
         if (!running.RequestCancel(id))
         {
             notifier.CancelRequested(id);
@@ -46,16 +60,31 @@ internal sealed class OperationSignals(
     }
 
     /// <summary>Another node finished an operation.</summary>
-    public void FinishedElsewhere(Guid id) => waiters.Notify(id);
+    public void FinishedElsewhere(Guid id)
+    {
+        waiters.Notify(id);
+        watchers.Notify(id);
+    }
+
+    /// <summary>Another node changed an operation without finishing it.</summary>
+    public void ChangedElsewhere(Guid id) => watchers.Notify(id);
 
     /// <summary>Another node stored or returned work to pending.</summary>
     public void PendingElsewhere() => slots.NotePending();
 
     /// <summary>Another node retried or deleted a finished operation.</summary>
-    public void ForgottenElsewhere(Guid id) => finishedOperations.Forget(id);
+    public void ForgottenElsewhere(Guid id)
+    {
+        finishedOperations.Forget(id);
+        watchers.Notify(id);
+    }
 
     /// <summary>Another node asked for the cancellation of an operation; it may be running here.</summary>
-    public void CancelRequestedElsewhere(Guid id) => running.RequestCancel(id);
+    public void CancelRequestedElsewhere(Guid id)
+    {
+        running.RequestCancel(id);
+        watchers.Notify(id);
+    }
 
     /// <summary>
     /// The node may have missed changes (its listener was away and is back): waiting requests read their operation
@@ -64,6 +93,7 @@ internal sealed class OperationSignals(
     public void MayHaveMissedChanges()
     {
         waiters.NotifyAll();
+        watchers.NotifyAll();
         slots.NotePending();
     }
 }

@@ -418,6 +418,16 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             new CommandDefinition(Sql, new { id, owner }, cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
+    /// <summary>The operations with these ids that still exist (any owner), for the event streams.</summary>
+    public async Task<IReadOnlyList<OperationRow>> FindManyAsync(Guid[] ids, CancellationToken cancellationToken)
+    {
+        const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = ANY(@ids)";
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await connection.QueryAsync<OperationRow>(new CommandDefinition(Sql, new { ids }, cancellationToken: cancellationToken))
+            .ConfigureAwait(false);
+        return rows.AsList();
+    }
+
     public async Task<OperationRow?> FindAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {
         const string Sql = $"SELECT {ViewColumns} FROM operations WHERE id = @id AND (@owner::text IS NULL OR owner = @owner)";

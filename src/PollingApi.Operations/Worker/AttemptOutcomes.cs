@@ -136,7 +136,10 @@ internal sealed partial class AttemptOutcomes(
                 .ConfigureAwait(false))
         {
             writer.ReportFencedOut(operation);
+            return;
         }
+
+        writer.ReportProgressStored(operation.Id);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed on its last attempt {Attempt}")]

@@ -14,6 +14,7 @@ internal sealed partial class ClaimLoop(
     HandlerSlots slots,
     RunningHandlers running,
     AttemptRunner attempts,
+    IOperationSignals signals,
     WorkerContext context,
     ILogger<ClaimLoop> logger)
 {
@@ -43,6 +44,7 @@ internal sealed partial class ClaimLoop(
                     foreach (var operation in claimed)
                     {
                         Start(operation, handlerToken);
+                        signals.Changed(operation.Id);
                     }
 
                     slots.ClaimReturned(free, claimedCount, pendingMark, settled);

@@ -13,4 +13,7 @@ internal interface IOperationSignals
 
     /// <summary>Work became due (stored pending, or returned to pending).</summary>
     void Pending();
+
+    /// <summary>An operation changed without finishing: claimed, progress reported, or back to pending for a retry.</summary>
+    void Changed(Guid id);
 }

@@ -72,6 +72,10 @@ internal sealed partial class LeaseRescueJob(
                     // This node's waiters too, not only through the echo of the notification.
                     signals.Finished(operation.Id);
                 }
+                else
+                {
+                    signals.Changed(operation.Id);
+                }
             }
         }
         while (rescued.Count == BatchSize);

@@ -55,6 +55,10 @@ internal sealed partial class OutcomeWriter(
                 {
                     signals.Finished(operation.Id, current?.Invoke());
                 }
+                else
+                {
+                    signals.Changed(operation.Id);
+                }
 
                 return written;
             }
@@ -127,6 +131,9 @@ internal sealed partial class OutcomeWriter(
         async ct => await store.ReadOutcomeAsync(operation.Id, ct).ConfigureAwait(false) is { } left
                     && left.Attempts == operation.Attempts && left.LockedBy is null
                     && outcomes.Any(o => o.Status == left.Status && (o.ErrorType is null || o.ErrorType == left.ErrorType));
+
+    /// <summary>A running attempt's progress was stored.</summary>
+    public void ReportProgressStored(Guid id) => signals.Changed(id);
 
     public void ReportFencedOut(ClaimedOperation operation) => LogFencedOut(operation.Attempts);
 

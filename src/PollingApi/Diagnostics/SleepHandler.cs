@@ -7,10 +7,21 @@ public sealed class SleepHandler(TimeProvider timeProvider) : IOperationHandler<
 {
     public const string PermanentFailureType = ProblemTypes.Prefix + "diagnostics-permanent-failure";
 
+    /// <summary>Sleeps at least this long report 50 % progress halfway.</summary>
+    public const int ProgressThresholdMs = 1000;
+
     public async Task<SleepResult> HandleAsync(SleepRequest request, OperationContext context, CancellationToken cancellationToken)
     {
         int duration = request.DurationMs ?? 0;
-        if (duration > 0)
+        if (duration >= ProgressThresholdMs)
+        {
+            // A long sleep says where it is, as a real handler would: progress reaches pollers and event streams.
+            var half = TimeSpan.FromMilliseconds(duration / 2.0);
+            await Task.Delay(half, timeProvider, cancellationToken).ConfigureAwait(false);
+            await context.ReportProgressAsync(50, "halfway", cancellationToken).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(duration) - half, timeProvider, cancellationToken).ConfigureAwait(false);
+        }
+        else if (duration > 0)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(duration), timeProvider, cancellationToken).ConfigureAwait(false);
         }
