@@ -66,7 +66,8 @@ internal sealed class CommandRegistry
             }
         }
 
-        var duplicateRoute = _byKind.Values.GroupBy(c => c.Route, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        var duplicateRoute = _byKind.Values.Where(c => c.Route.Length > 0).GroupBy(c => c.Route, StringComparer.OrdinalIgnoreCase)
+            .FirstOrDefault(g => g.Count() > 1);
         if (duplicateRoute is not null)
         {
             throw new InvalidOperationException($"The route '{duplicateRoute.Key}' is registered by more than one command.");

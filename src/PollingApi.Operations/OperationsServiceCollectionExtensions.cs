@@ -126,7 +126,14 @@ public static class OperationsServiceCollectionExtensions
         services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host =>
             host.ShutdownTimeout = TimeSpan.FromTicks(Math.Max(host.ShutdownTimeout.Ticks, (settings.ShutdownTimeout + TimeSpan.FromSeconds(10)).Ticks)));
 
-        return new OperationsBuilder(services);
+        // Webhooks: subscriptions, and their deliveries as operations the engine runs for itself.
+        services.AddOptions<Webhooks.WebhookOptions>().BindConfiguration(Webhooks.WebhookOptions.SectionName).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<Webhooks.WebhookOptions>, Webhooks.WebhookOptionsValidator>();
+        services.AddSingleton<Webhooks.WebhookStore>();
+        services.AddSingleton<Webhooks.WebhookSender>();
+        return new OperationsBuilder(services)
+            .AddInternalCommand<Webhooks.WebhookDelivery, Webhooks.WebhookDeliveryResult, Webhooks.WebhookDeliveryHandler>(
+                Webhooks.WebhookDeliveryHandler.Kind, maxAttempts: 10);
     }
 
     /// <summary>
@@ -158,6 +165,7 @@ public static class OperationsServiceCollectionExtensions
         options.AddOperationTransformer<ResponseDocumentationTransformer>();
         options.AddDocumentTransformer<OperationKindSchemaTransformer>();
         options.AddDocumentTransformer<SecurityDocumentationTransformer>();
+        options.AddDocumentTransformer<WebhookCallbackTransformer>();
         options.AddOperationTransformer<SecurityDocumentationTransformer>();
         return options;
     }
@@ -236,6 +244,14 @@ public sealed class OperationsBuilder
         Add<TRequest, TResult, THandler>(kind, route, maxAttempts, replay, transactional: true, (handler, request, context, ct) =>
             handler.HandleAsync(request, (TransactionalOperationContext)context, ct));
 
+    /// <summary>A kind the engine runs for itself (webhook deliveries): stored by the engine, never submitted over HTTP.</summary>
+    internal OperationsBuilder AddInternalCommand<TRequest, TResult, THandler>(string kind, int maxAttempts)
+        where TRequest : notnull
+        where TResult : notnull
+        where THandler : class, IOperationHandler<TRequest, TResult> =>
+        Add<TRequest, TResult, THandler>(kind, "", maxAttempts, CommandReplay.Allowed, transactional: false,
+            (handler, request, context, ct) => handler.HandleAsync(request, context, ct), mapEndpoint: (_, _) => { });
+
     /// <summary>Adds the embedded SQL migrations of <paramref name="assembly"/> (resources under a <c>Migrations</c> folder).</summary>
     public OperationsBuilder AddMigrations(System.Reflection.Assembly assembly)
     {
@@ -252,13 +268,17 @@ public sealed class OperationsBuilder
     }
 
     private OperationsBuilder Add<TRequest, TResult, THandler>(string kind, string route, int? maxAttempts, CommandReplay? replay, bool transactional,
-        Func<THandler, TRequest, OperationContext, CancellationToken, Task<TResult>> handle)
+        Func<THandler, TRequest, OperationContext, CancellationToken, Task<TResult>> handle,
+        Action<Microsoft.AspNetCore.Routing.IEndpointRouteBuilder, CommandDescriptor>? mapEndpoint = null)
         where TRequest : notnull
         where TResult : notnull
         where THandler : class
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(kind);
-        ArgumentException.ThrowIfNullOrWhiteSpace(route);
+        if (mapEndpoint is null)
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(route);
+        }
         if (maxAttempts is < 1 or > 100)
         {
             throw new ArgumentOutOfRangeException(nameof(maxAttempts), maxAttempts, "A command gets 1 to 100 attempts.");
@@ -273,7 +293,7 @@ public sealed class OperationsBuilder
                 var result = await handle(services.GetRequiredService<THandler>(), request, context, cancellationToken).ConfigureAwait(false);
                 return JsonSerializer.Serialize(result, OperationJson.Options);
             },
-            CommandEndpoint.Map<TRequest>, replay));
+            mapEndpoint ?? CommandEndpoint.Map<TRequest>, replay));
         return this;
     }
 }

@@ -5,8 +5,9 @@ namespace PollingApi.Operations.Tests;
 
 /// <summary>
 /// The engine's layers point one way: Http -> {Lifecycle, Security} and Lifecycle -> {Worker, Consistency, Storage} -> Model,
-/// Security (who the caller is) -> Storage (the keys), Telemetry (the instruments) below them all, with the handler API and the
-/// options as the public face every layer may use. Read from the compiled assembly, so a dependency that
+/// Security (who the caller is) -> Storage (the keys), Telemetry (the instruments) below them all, Webhooks (subscriptions
+/// and deliveries) beside Http and above the rest, with the handler API and the options as the public face every layer
+/// may use. Read from the compiled assembly, so a dependency that
 /// sneaks in through a fully qualified name counts as much as a <c>using</c>.
 /// </summary>
 public sealed class LayerTests
@@ -16,16 +17,16 @@ public sealed class LayerTests
 
     public static TheoryData<string, string[]> Layers => new()
     {
-        { "Model", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
-        { "Handlers", ["Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
-        { "Storage", ["Worker", "Consistency", "Lifecycle", "Security", "Http"] },
-        { "Consistency", ["Worker", "Lifecycle", "Security", "Http"] },
-        { "Worker", ["Lifecycle", "Security", "Http"] },
-        { "Lifecycle", ["Security", "Http"] },
-        { "Security", ["Worker", "Consistency", "Lifecycle", "Http"] },
-        { "Telemetry", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http"] },
+        { "Model", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http", "Webhooks"] },
+        { "Handlers", ["Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http", "Webhooks"] },
+        { "Storage", ["Worker", "Consistency", "Lifecycle", "Security", "Http", "Webhooks"] },
+        { "Consistency", ["Worker", "Lifecycle", "Security", "Http", "Webhooks"] },
+        { "Worker", ["Lifecycle", "Security", "Http", "Webhooks"] },
+        { "Lifecycle", ["Security", "Http", "Webhooks"] },
+        { "Security", ["Worker", "Consistency", "Lifecycle", "Http", "Webhooks"] },
+        { "Telemetry", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http", "Webhooks"] },
         // The dashboard is static files that talk to the public JSON API: it reaches into no layer.
-        { "Dashboard", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http", "Telemetry"] },
+        { "Dashboard", ["Handlers", "Storage", "Worker", "Consistency", "Lifecycle", "Security", "Http", "Telemetry", "Webhooks"] },
     };
 
     [Theory]
@@ -64,6 +65,7 @@ public sealed class LayerTests
             "PollingApi.Operations.Handlers.ITransactionalOperationHandler`2",
             "PollingApi.Operations.Handlers.OperationContext",
             "PollingApi.Operations.Handlers.PermanentOperationFailureException",
+            "PollingApi.Operations.Handlers.RetryOperationLaterException",
             "PollingApi.Operations.Handlers.TransactionalOperationContext",
             "PollingApi.Operations.Http.OpenApi.OpenApiTagDescriptions",
             "PollingApi.Operations.Http.OperationsApi",

@@ -26,7 +26,11 @@ internal sealed record OperationResource(
     [property: Description("A problem object when failed; null otherwise.")] OperationError? Error,
     [property: Description("Where to find this operation.")] OperationLinks Links)
 {
-    internal static OperationResource From(OperationRow row, Microsoft.AspNetCore.Http.HttpRequest request) => new(
+    internal static OperationResource From(OperationRow row, Microsoft.AspNetCore.Http.HttpRequest request) =>
+        From(row, OperationLinkBuilder.Self(request, row.Id));
+
+    /// <summary>The resource with links under <paramref name="self"/>, its status monitor's URL.</summary>
+    internal static OperationResource From(OperationRow row, string self) => new(
         row.Id,
         row.Kind,
         row.Owner,
@@ -42,7 +46,7 @@ internal sealed record OperationResource(
         row.Progress is null ? null : JsonSerializer.Deserialize<OperationProgress>(row.Progress, OperationJson.Options),
         row.Result is null ? null : JsonSerializer.Deserialize<JsonElement>(row.Result),
         row.Error is null ? null : JsonSerializer.Deserialize<OperationError>(row.Error, OperationJson.Options),
-        OperationLinks.For(request, row));
+        OperationLinks.For(self, row));
 }
 
 /// <summary>Links of an operation.</summary>
@@ -53,9 +57,8 @@ internal sealed record OperationLinks(
     [property: Description("POST here to run a failed or cancelled operation again; null otherwise.")] string? Retry,
     [property: Description("GET here for the operation's attempts: when each ran, where, how it ended and why.")] string Attempts)
 {
-    internal static OperationLinks For(Microsoft.AspNetCore.Http.HttpRequest request, OperationRow row)
+    internal static OperationLinks For(string self, OperationRow row)
     {
-        string self = OperationLinkBuilder.Self(request, row.Id);
         bool done = OperationStatus.IsTerminal(row.Status);
         return new OperationLinks(
             self,

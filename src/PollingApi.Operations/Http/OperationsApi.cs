@@ -225,6 +225,8 @@ public static class OperationsApi
             .RespondsToCallers(OperationScopes.Admin)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
 
+        Webhooks.WebhooksApi.Map(endpoints);
+
         var commands = endpoints.ServiceProvider.GetRequiredService<CommandRegistry>();
         foreach (var command in commands.All)
         {

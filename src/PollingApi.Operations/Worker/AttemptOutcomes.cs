@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Telemetry;
@@ -117,7 +118,10 @@ internal sealed partial class AttemptOutcomes(
             return;
         }
 
-        var delay = backoff.Delay(operation.Attempts);
+        // A handler that knows when to try again (a receiver's Retry-After) says so; otherwise the usual backoff.
+        var delay = exception is RetryOperationLaterException later
+            ? TimeSpan.FromTicks(Math.Min(later.RetryAfter.Ticks, RetryOperationLaterException.MaxRetryAfter.Ticks))
+            : backoff.Delay(operation.Attempts);
         LogRetryScheduled(exception, operation.Attempts, delay);
         await writer.WriteAsync(operation, ct =>
         {

@@ -14,7 +14,8 @@ internal static class TagDescriptions
     {
         ["Commands"] = "Submit a command: each answers `202 Accepted` at once with an operation to poll.",
         ["Operations"] = "The status monitors of submitted commands: poll an operation until it is done.",
-        ["Admin"] = "For operators: checks of the stored data.",
+        ["Admin"] = "For operators: what every kind is doing, failures grouped and retried, checks of the stored data.",
+        ["Webhooks"] = "Be told instead of polling: signed POSTs (Standard Webhooks) to your URL when operations end.",
     };
 
     public static void Apply(OpenApiDocument document)
