@@ -101,6 +101,41 @@ public sealed class EventStreamTests(EventStreamTests.FastHeartbeatFactory facto
     }
 
     [Fact]
+    public async Task ANodeThatStartsAfreshResumesAStreamFromLastEventIdWithoutRepeats()
+    {
+        var id = await SubmitAsync("""{"durationMs": 2500}""", wait: false);
+        using var first = await OpenAsync($"/v1/operations/{id}/events");
+        var reader = new EventReader(await first.Content.ReadAsStreamAsync());
+        var seen = await reader.NextEventAsync(TimeSpan.FromSeconds(15));
+        first.Dispose();
+
+        // Another node, started now, with nothing in memory: what a restarted node (or the next one behind a balancer) is.
+        await using var fresh = new OtherNode(factory.DatabaseConnectionString);
+        using var client = fresh.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", await factory.CreateApiKeyAsync("events", Everything));
+        using var resumed = await OpenAsync($"/v1/operations/{id}/events", lastEventId: seen.Id, client: client);
+        var rest = await ReadToEndAsync(resumed);
+
+        Assert.NotEmpty(rest);
+        Assert.All(rest, e => Assert.True(long.Parse(e.Id, System.Globalization.CultureInfo.InvariantCulture) > long.Parse(seen.Id,
+            System.Globalization.CultureInfo.InvariantCulture), $"Event {e.Id} repeats what the client had ({seen.Id})."));
+        Assert.Equal("done", rest[^1].Name);
+        Assert.Equal(await VersionAsync(id), long.Parse(rest[^1].Id, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>A second API node (role Api: it serves, the first node's worker runs) on the same database.</summary>
+    private sealed class OtherNode(string connectionString) : Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program>
+    {
+        protected override void ConfigureWebHost(Microsoft.AspNetCore.Hosting.IWebHostBuilder builder)
+        {
+            builder.UseSetting("ConnectionStrings:Operations", connectionString);
+            builder.UseSetting("Operations:Role", "Api");
+            builder.UseSetting("Authentication:AllowAnonymous", "false");
+            builder.UseSetting("Logging:LogLevel:Default", "Warning");
+        }
+    }
+
+    [Fact]
     public async Task AnotherTenantsOperationHasNoStreamAndAnUnknownOneIsNotFound()
     {
         var id = await SubmitAsync("""{"durationMs": 1}""", wait: true);
