@@ -6,13 +6,13 @@ namespace PollingApi.FaultTests;
 internal sealed record FaultTestSettings
 {
     public const string Usage = """
-        usage: PollingApi.FaultTests <crash|outage|shutdown|all> [options]
+        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|all> [options]
 
-          --operations N      crash: operations to submit (default 3000; 10000+ is fine)
-          --duration S        crash: shortest load phase in seconds, workers are killed throughout
-                              (default max(30, N/100)); outage: how long PostgreSQL is down (default 10)
-          --kill-interval S   crash: seconds between two worker kills (default 3)
-          --clients N         crash: concurrent HTTP clients (default 16)
+          --operations N      crash, webhooks: operations to submit (default 3000 and 600; 10000+ is fine)
+          --duration S        crash, webhooks: shortest load phase in seconds, workers are killed throughout
+                              (default max(30, N/100) and max(20, N/30)); outage: how long PostgreSQL is down (default 10)
+          --kill-interval S   crash, webhooks: seconds between two worker kills (default 3)
+          --clients N         crash, webhooks: concurrent HTTP clients (default 16)
           --seed N            random seed (default: derived from the clock; printed)
           --skip-ledger       crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
@@ -24,7 +24,8 @@ internal sealed record FaultTestSettings
 
     public required IReadOnlyList<string> Scenarios { get; init; }
 
-    public int Operations { get; init; } = 3000;
+    /// <summary>Null: the scenario's own default.</summary>
+    public int? Operations { get; init; }
 
     /// <summary>Null: the scenario's own default.</summary>
     public TimeSpan? Duration { get; init; }
@@ -45,7 +46,7 @@ internal sealed record FaultTestSettings
     public static FaultTestSettings Parse(IReadOnlyList<string> args, DateTimeOffset now)
     {
         string? scenario = null;
-        int operations = 3000;
+        int? operations = null;
         TimeSpan? duration = null;
         var killInterval = TimeSpan.FromSeconds(3);
         int clients = 16;
@@ -81,7 +82,7 @@ internal sealed record FaultTestSettings
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "crash" or "outage" or "shutdown" or "all" when scenario is null:
+                case "crash" or "outage" or "shutdown" or "webhooks" or "all" when scenario is null:
                     scenario = reader.Current;
                     break;
                 default:
@@ -91,12 +92,12 @@ internal sealed record FaultTestSettings
 
         if (scenario is null)
         {
-            throw new ArgumentException("Name a scenario: crash, outage, shutdown or all.");
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks or all.");
         }
 
         return new FaultTestSettings
         {
-            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown"] : [scenario],
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks"] : [scenario],
             Operations = operations,
             Duration = duration,
             KillInterval = killInterval,

@@ -56,7 +56,7 @@ internal sealed class NodeProcess : IAsyncDisposable
             ["RateLimiting__Enabled"] = "false",
             ["Operations__MaxUnfinishedPerTenant"] = "0",
         };
-        foreach (var (name, value) in launch.Timings)
+        foreach (var (name, value) in launch.Timings.Concat(launch.Settings))
         {
             environment[name] = value;
         }
@@ -105,6 +105,9 @@ internal sealed record NodeLaunch(
     string ApiKey,
     IReadOnlyDictionary<string, string> Timings)
 {
+    /// <summary>More environment variables a scenario gives its nodes (its feature's configuration); none by default.</summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
     /// <summary>Short leases and backoffs, so crashes are recovered within seconds, not minutes.</summary>
     public static readonly IReadOnlyDictionary<string, string> TestTimings = new Dictionary<string, string>(StringComparer.Ordinal)
     {

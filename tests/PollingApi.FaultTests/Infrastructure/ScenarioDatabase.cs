@@ -109,6 +109,34 @@ internal sealed class ScenarioDatabase : IAsyncDisposable
         return rows;
     }
 
+    /// <summary>
+    /// Every webhook delivery (an operation of kind <c>webhooks.deliver</c>), with the event and the operation it is about
+    /// as the trigger stored them in its payload.
+    /// </summary>
+    public async Task<List<StoredDelivery>> ReadDeliveriesAsync(CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT id, status, attempts, error->>'type', payload->>'type', (payload->'data'->>'id')::uuid
+            FROM operations
+            WHERE kind = 'webhooks.deliver'
+            """;
+        var rows = new List<StoredDelivery>();
+        await using var command = DataSource.CreateCommand(Sql);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(new StoredDelivery(
+                reader.GetGuid(0),
+                reader.GetString(1),
+                reader.GetInt32(2),
+                reader.IsDBNull(3) ? null : reader.GetString(3),
+                reader.IsDBNull(4) ? null : reader.GetString(4),
+                reader.IsDBNull(5) ? null : reader.GetGuid(5)));
+        }
+
+        return rows;
+    }
+
     /// <summary>How many operations are running, per node (<c>locked_by</c>).</summary>
     public async Task<Dictionary<string, long>> CountRunningByNodeAsync(CancellationToken cancellationToken)
     {
@@ -147,3 +175,12 @@ internal sealed record StoredOperation(
 {
     public bool IsTerminal => Status is "succeeded" or "failed" or "cancelled";
 }
+
+/// <summary>A stored webhook delivery: its own operation row, and the event (type, operation id) its payload carries.</summary>
+internal sealed record StoredDelivery(
+    Guid Id,
+    string Status,
+    int Attempts,
+    string? ErrorType,
+    string? EventType,
+    Guid? OperationId);

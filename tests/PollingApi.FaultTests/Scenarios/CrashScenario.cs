@@ -14,6 +14,9 @@ internal sealed class CrashScenario(ScenarioContext context)
 {
     public const string Name = "crash";
 
+    /// <summary>How many operations the load submits without <c>--operations</c>.</summary>
+    public const int DefaultOperations = 3000;
+
     private const int WorkerCount = 3;
     private const int AccountCount = 100;
     private const int MaxSubmitTries = 50;
@@ -25,13 +28,15 @@ internal sealed class CrashScenario(ScenarioContext context)
     private int _transportRetries;
     private int _rejectedAsExpected;
 
+    private int Operations => context.Settings.Operations ?? DefaultOperations;
+
     public async Task<ScenarioReport> RunAsync(CancellationToken cancellationToken)
     {
         var report = new ScenarioReport(Name);
         var settings = context.Settings;
-        var duration = settings.Duration ?? TimeSpan.FromSeconds(Math.Max(30, settings.Operations / 100.0));
+        var duration = settings.Duration ?? TimeSpan.FromSeconds(Math.Max(30, Operations / 100.0));
         report.Summary["seed"] = settings.Seed;
-        report.Summary["operationsRequested"] = settings.Operations;
+        report.Summary["operationsRequested"] = Operations;
 
         var (database, launch) = await context.PrepareAsync(Name, cancellationToken);
         await using var databaseScope = database;
@@ -53,7 +58,7 @@ internal sealed class CrashScenario(ScenarioContext context)
             : await OpenAccountsAsync(client, database, report, cancellationToken);
         bool ledger = accounts.Count >= 2;
 
-        Console.WriteLine($"  submitting {settings.Operations} operations over at least {duration.TotalSeconds:0} s " +
+        Console.WriteLine($"  submitting {Operations} operations over at least {duration.TotalSeconds:0} s " +
                           $"with {settings.Clients} clients, killing a worker every {settings.KillInterval.TotalSeconds:0} s");
         var loadStart = clock.Elapsed;
         using var loadCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -183,13 +188,13 @@ internal sealed class CrashScenario(ScenarioContext context)
         CancellationToken cancellationToken)
     {
         var settings = context.Settings;
-        var pacing = TimeSpan.FromTicks(duration.Ticks / settings.Operations);
+        var pacing = TimeSpan.FromTicks(duration.Ticks / Operations);
         var start = Stopwatch.StartNew();
         int next = -1;
         await Task.WhenAll(Enumerable.Range(0, settings.Clients).Select(_ => Task.Run(async () =>
         {
             int i;
-            while ((i = Interlocked.Increment(ref next)) < settings.Operations)
+            while ((i = Interlocked.Increment(ref next)) < Operations)
             {
                 var due = pacing * i - start.Elapsed;
                 if (due > TimeSpan.Zero)
