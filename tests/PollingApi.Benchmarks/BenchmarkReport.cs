@@ -33,6 +33,7 @@ internal static class BenchmarkReport
     {
         string clients = $"{settings.Clients.ToString(CultureInfo.InvariantCulture)} clients";
         string seeded = settings.SeedRows.ToString("N0", CultureInfo.InvariantCulture);
+        string webhookOperations = settings.WebhookOperations.ToString("N0", CultureInfo.InvariantCulture);
         return
         [
             new("e.insert_tps", "(e) reference", $"pgbench single-row INSERT, {clients}", "tx/s", r => r.Insert.TransactionsPerSecond),
@@ -63,6 +64,8 @@ internal static class BenchmarkReport
                 r => DrainRate(r.SubmitSeededDrain) / DrainRate(r.SubmitDrain), "(a)"),
             new("g.completed_ops", $"(g) {seeded} rows", $"completed operations/s, {clients}", "ops/s", r => r.EndToEndSeeded.PerSecond,
                 r => r.EndToEndSeeded.PerSecond / r.EndToEnd.PerSecond, "(b)", new(">= 0.80 of (b)", v => v >= 0.80, true)),
+            new("j.deliveries_rps", "(j) webhooks", $"deliveries/s to a local receiver, {webhookOperations} operations, first to last", "deliveries/s",
+                r => r.Webhooks.DeliveriesPerSecond, r => r.Webhooks.DeliveriesPerSecond / r.EndToEnd.PerSecond, "(b)"),
         ];
     }
 
@@ -229,6 +232,20 @@ internal static class BenchmarkReport
                     json.WriteNull("apiExitCode");
                 }
 
+                var hooks = run.Webhooks;
+                json.WriteStartObject("webhooks");
+                json.WriteNumber("operations", hooks.Operations);
+                Number(json, "submitSeconds", hooks.SubmitSeconds);
+                json.WriteNumber("deliveries", hooks.Deliveries);
+                json.WriteNumber("requests", hooks.Requests);
+                Number(json, "seconds", hooks.Seconds);
+                Number(json, "perSecond", hooks.DeliveriesPerSecond);
+                Number(json, "apiCpuUsPerDelivery", hooks.Deliveries > 0 ? 1e6 * hooks.Cpu.Api / hooks.Deliveries : double.NaN);
+                Number(json, "postgresCpuUsPerDelivery", hooks.Deliveries > 0 ? 1e6 * hooks.Cpu.Postgres / hooks.Deliveries : double.NaN);
+                Number(json, "ratioToGb", hooks.DeliveriesPerSecond / run.EndToEndSeeded.PerSecond);
+                json.WriteNumber("backlogAfter", hooks.DrainBacklog);
+                json.WriteEndObject();
+
                 foreach (var (scenario, load) in run.Loads)
                 {
                     json.WriteStartObject(scenario);
@@ -287,6 +304,7 @@ internal static class BenchmarkReport
         ("(g) submit only", r => r.SubmitSeeded.Cpu),
         ("(g) end to end", r => r.EndToEndSeeded.Cpu),
         ("API idle, after the run", r => r.Idle),
+        ("(j) webhooks, first submit to last delivery", r => r.Webhooks.Cpu),
     ];
 
     /// <summary>

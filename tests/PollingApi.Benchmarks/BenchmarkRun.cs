@@ -26,6 +26,7 @@ internal sealed record RunResult
     public required LoadResult SubmitSeeded { get; init; }
     public required (long Backlog, double Seconds) SubmitSeededDrain { get; init; }
     public required LoadResult EndToEndSeeded { get; init; }
+    public required WebhookResult Webhooks { get; init; }
     public required IReadOnlyDictionary<string, string> Server { get; init; }
     public required int? ApiExitCode { get; init; }
     public required double Seconds { get; init; }
@@ -36,10 +37,30 @@ internal sealed record RunResult
     ];
 }
 
+/// <summary>(j): a subscription to operation.succeeded, <see cref="Operations"/> no-ops submitted, each delivered to the driver's receiver.</summary>
+internal sealed record WebhookResult
+{
+    public required int Operations { get; init; }
+    public required double SubmitSeconds { get; init; }
+    public required int Deliveries { get; init; }
+    public required long Requests { get; init; }
+
+    /// <summary>From the first delivery to the last one received.</summary>
+    public required double Seconds { get; init; }
+
+    /// <summary>From the first submit to the last delivery received.</summary>
+    public required CpuUsage Cpu { get; init; }
+
+    public required long DrainBacklog { get; init; }
+
+    public double DeliveriesPerSecond => Seconds > 0 ? Deliveries / Seconds : double.NaN;
+}
+
 /// <summary>
 /// One run of the whole set: a fresh durable cluster, the pgbench reference (e), the API started for real, then
 /// (a) submit, (b) end to end, (c) light load, (d) status reads, the seed of finished rows and (g); (f) is the
-/// API's peak resident memory at the end. The API is stopped and the cluster deleted whatever happens.
+/// API's peak resident memory at that point. Then (j) webhook deliveries, on the same API. The API is stopped and the
+/// cluster deleted whatever happens.
 /// </summary>
 internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextWriter progress)
 {
@@ -156,6 +177,10 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
 
         var (peak, resident) = api.ReadMemory();
         Log($"(f) API peak resident memory {peak / 1048576.0:0} MB (now {resident / 1048576.0:0} MB)");
+
+        // Webhooks come last, so that every figure above (memory and idle CPU included) is what it was without them.
+        var webhooks = await WebhooksAsync(steps, api, cpu, database, cancellationToken);
+
         int? exitCode = await api.StopAsync(cancellationToken);
         if (exitCode != 0)
         {
@@ -180,10 +205,78 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             SubmitSeeded = submitSeeded,
             SubmitSeededDrain = (submitSeededDrain.Backlog, submitSeededDrain.Elapsed.TotalSeconds),
             EndToEndSeeded = endToEndSeeded,
+            Webhooks = webhooks,
             Server = database.Durability,
             ApiExitCode = exitCode,
             Seconds = total.Elapsed.TotalSeconds,
         };
+    }
+
+    /// <summary>
+    /// (j): a receiver in this process, a subscription of the tenant to operation.succeeded, then
+    /// <see cref="BenchmarkSettings.WebhookOperations"/> no-ops submitted by all clients (plain submits, 202); each one's
+    /// end stores a delivery operation, which the workers run by POSTing to the receiver. Measured: distinct deliveries
+    /// received ÷ the time from the first to the last. The subscription is deleted and the backlog drained afterwards.
+    /// </summary>
+    private async Task<WebhookResult> WebhooksAsync(ApiSteps steps, ApiProcess api, CpuMeter cpu, BenchmarkDatabase database,
+        CancellationToken cancellationToken)
+    {
+        int operations = settings.WebhookOperations;
+        EnsureAlive(api);
+        await using var receiver = await DeliveryReceiver.StartAsync(cancellationToken);
+        var subscription = await steps.SubscribeWebhookAsync(receiver.Url, "operation.succeeded", cancellationToken);
+        Log($"(j) receiver on {receiver.Url}; submitting {operations:N0} no-ops with {settings.Clients} clients, each delivered there");
+
+        var cpuStart = cpu.Snapshot();
+        var submitting = Stopwatch.StartNew();
+        long next = 0;
+        long errors = 0;
+        string? firstError = null;
+        await Task.WhenAll(Enumerable.Range(0, settings.Clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) <= operations)
+            {
+                var outcome = await steps.SubmitAsync(cancellationToken);
+                if (outcome.Error is not null)
+                {
+                    Interlocked.Increment(ref errors);
+                    Interlocked.CompareExchange(ref firstError, outcome.Error, null);
+                }
+            }
+        }, CancellationToken.None)));
+        double submitSeconds = submitting.Elapsed.TotalSeconds;
+        if (errors > 0)
+        {
+            throw new InvalidOperationException($"(j) got {errors} error answers to its submits, e.g. {firstError}");
+        }
+
+        bool all = await receiver.WaitForAsync(operations, DrainTimeout, cancellationToken);
+        var cpuEnd = cpu.Snapshot();
+        EnsureAlive(api);
+        if (!all)
+        {
+            throw new TimeoutException(
+                $"(j) the receiver got {receiver.Deliveries} of {operations} deliveries within {DrainTimeout.TotalSeconds:0} s of the last submit.");
+        }
+
+        var (first, last) = receiver.Arrivals;
+        double seconds = Stopwatch.GetElapsedTime(first, last).TotalSeconds;
+        var usage = CpuMeter.Between(cpuStart, cpuEnd);
+        await steps.DeleteWebhookAsync(subscription, cancellationToken);
+        var drain = await DrainAsync(database, "(j)", cancellationToken);
+        var result = new WebhookResult
+        {
+            Operations = operations,
+            SubmitSeconds = submitSeconds,
+            Deliveries = receiver.Deliveries,
+            Requests = receiver.Requests,
+            Seconds = seconds,
+            Cpu = usage,
+            DrainBacklog = drain.Backlog,
+        };
+        Log($"(j) webhooks: {result.Deliveries} deliveries in {seconds:0.00} s from the first to the last, {result.DeliveriesPerSecond:0} /s " +
+            $"({result.Requests} requests; submits took {submitSeconds:0.00} s); {CpuLine(usage)}");
+        return result;
     }
 
     private async Task<PgBenchResult> PgBenchAsync(string pgbench, int port, string script, string what, CpuMeter cpu,
@@ -254,6 +347,9 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             ["RateLimiting__PermitsPerSecond"] = "1000000",
             ["RateLimiting__Burst"] = "1000000",
             ["Operations__MaxUnfinishedPerTenant"] = "100000000",
+            // (j) delivers to the driver's receiver on http://127.0.0.1; nothing is delivered anywhere before it subscribes.
+            ["Webhooks__AllowHttp"] = "true",
+            ["Webhooks__AllowPrivateNetworks"] = "true",
         };
         foreach (var (name, value) in settings.ApiEnvironment)
         {

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 
 namespace PollingApi.Benchmarks.Load;
 
@@ -127,6 +128,41 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         }
 
         return new StepOutcome($"GET {location}{_waitQuery}: still not done after 3 waits of {waitSeconds} s");
+    }
+
+    /// <summary>
+    /// (j): subscribes <paramref name="url"/> to the ends of the tenant's operations (<c>POST /v1/webhooks</c>, expect 201);
+    /// returns the subscription's id.
+    /// </summary>
+    public async Task<Guid> SubscribeWebhookAsync(Uri url, string eventType, CancellationToken cancellationToken)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        {
+            ["url"] = url.ToString(),
+            ["events"] = new[] { eventType },
+        });
+        var content = new ByteArrayContent(json);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, "v1/webhooks")) { Content = content };
+        using var response = await http.SendAsync(request, cancellationToken);
+        byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        if (response.StatusCode != HttpStatusCode.Created)
+        {
+            throw new InvalidOperationException((await Unexpected("POST /v1/webhooks", "201", response, cancellationToken, body)).Error);
+        }
+
+        using var created = JsonDocument.Parse(body);
+        return created.RootElement.GetProperty("id").GetGuid();
+    }
+
+    /// <summary>(j): deletes the subscription again (expect 204), so that nothing after (j) pays for deliveries.</summary>
+    public async Task DeleteWebhookAsync(Guid id, CancellationToken cancellationToken)
+    {
+        using var response = await http.DeleteAsync(new Uri(baseAddress, $"v1/webhooks/{id:D}"), cancellationToken);
+        if (response.StatusCode != HttpStatusCode.NoContent)
+        {
+            throw new InvalidOperationException((await Unexpected("DELETE /v1/webhooks/{id}", "204", response, cancellationToken)).Error);
+        }
     }
 
     private HttpRequestMessage SubmitRequest(bool prefer)
