@@ -74,6 +74,12 @@ internal sealed record BenchmarkSettings
     /// <summary>Rows in pgbench's primary-key SELECT table.</summary>
     public const int SelectTableRows = 100_000;
 
+    /// <summary>Server-sent event streams (i) holds open on the node while (b)'s load runs.</summary>
+    public const int EventStreams = 1000;
+
+    /// <summary>What (i)'s streams follow: every operation of the kind the load submits, each change of it.</summary>
+    public const string EventStreamPath = "v1/operations/events?kind=diagnostics.sleep";
+
     /// <summary>No-op operations (j) submits per second of the window, each delivered to the local receiver.</summary>
     public const int WebhookOperationsPerWindowSecond = 1000;
 
