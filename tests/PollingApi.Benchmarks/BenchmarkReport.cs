@@ -289,6 +289,7 @@ internal static class BenchmarkReport
                 Number(json, "submitSeconds", hooks.SubmitSeconds);
                 json.WriteNumber("deliveries", hooks.Deliveries);
                 json.WriteNumber("requests", hooks.Requests);
+                json.WriteNumber("unsignedRequests", hooks.Unsigned);
                 Number(json, "seconds", hooks.Seconds);
                 Number(json, "perSecond", hooks.DeliveriesPerSecond);
                 Number(json, "apiCpuUsPerDelivery", hooks.Deliveries > 0 ? 1e6 * hooks.Cpu.Api / hooks.Deliveries : double.NaN);

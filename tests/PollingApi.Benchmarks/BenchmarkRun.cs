@@ -97,6 +97,9 @@ internal sealed record WebhookResult
     public required int Deliveries { get; init; }
     public required long Requests { get; init; }
 
+    /// <summary>Requests without the webhook-id and webhook-signature headers: not counted as deliveries.</summary>
+    public required long Unsigned { get; init; }
+
     /// <summary>From the first delivery to the last one received.</summary>
     public required double Seconds { get; init; }
 
@@ -330,6 +333,7 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             SubmitSeconds = submitSeconds,
             Deliveries = receiver.Deliveries,
             Requests = receiver.Requests,
+            Unsigned = receiver.Unsigned,
             Seconds = seconds,
             Cpu = usage,
             DrainBacklog = drain.Backlog,
