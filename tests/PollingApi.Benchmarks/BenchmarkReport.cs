@@ -33,6 +33,9 @@ internal static class BenchmarkReport
     {
         string clients = $"{settings.Clients.ToString(CultureInfo.InvariantCulture)} clients";
         string seeded = settings.SeedRows.ToString("N0", CultureInfo.InvariantCulture);
+        string streams = BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture);
+        string sse = $"(i) {streams} SSE streams";
+        string webhookOperations = settings.WebhookOperations.ToString("N0", CultureInfo.InvariantCulture);
         return
         [
             new("e.insert_tps", "(e) reference", $"pgbench single-row INSERT, {clients}", "tx/s", r => r.Insert.TransactionsPerSecond),
@@ -63,6 +66,25 @@ internal static class BenchmarkReport
                 r => DrainRate(r.SubmitSeededDrain) / DrainRate(r.SubmitDrain), "(a)"),
             new("g.completed_ops", $"(g) {seeded} rows", $"completed operations/s, {clients}", "ops/s", r => r.EndToEndSeeded.PerSecond,
                 r => r.EndToEndSeeded.PerSecond / r.EndToEnd.PerSecond, "(b)", new(">= 0.80 of (b)", v => v >= 0.80, true)),
+            new("i.completed_ops_no_streams", sse, $"(b) completed operations/s, {clients}, no stream open", "ops/s",
+                r => r.EventStreams.Without.PerSecond),
+            new("i.completed_ops", sse, $"(b) completed operations/s, {clients}, {streams} streams open", "ops/s", r => r.EventStreams.With.PerSecond,
+                r => r.EventStreams.With.PerSecond / r.EventStreams.Without.PerSecond, "no streams"),
+            new("i.api_cpu_us_no_streams", sse, "API CPU per completed operation, no stream open", "µs",
+                r => EventStreamsResult.ApiMicrosecondsPerOperation(r.EventStreams.Without)),
+            new("i.api_cpu_us", sse, $"API CPU per completed operation, {streams} streams open", "µs",
+                r => EventStreamsResult.ApiMicrosecondsPerOperation(r.EventStreams.With),
+                r => EventStreamsResult.ApiMicrosecondsPerOperation(r.EventStreams.With) / EventStreamsResult.ApiMicrosecondsPerOperation(r.EventStreams.Without),
+                "no streams"),
+            new("i.rss_mb", sse, $"API resident memory (VmRSS), {streams} streams open", "MB", r => r.EventStreams.ResidentWithStreamsBytes / Megabyte),
+            new("i.events_rps", sse, $"events received/s, all {streams} streams together", "events/s", r => r.EventStreams.EventsPerSecond),
+            new("i.events_per_completion", sse, $"events received per completed operation, all {streams} streams together", "events",
+                r => r.EventStreams.EventsPerCompletion),
+            new("i.submit_to_done_p50_ms", sse, $"submit to its `done` event on one stream, p50, {clients}", "ms", r => r.EventStreams.SubmitToDone.P50Ms),
+            new("i.quiet_submit_to_done_p50_ms", sse, "submit to its `done` event on one stream, p50, 1 client", "ms",
+                r => r.EventStreams.QuietSubmitToDone.P50Ms),
+            new("j.deliveries_rps", "(j) webhooks", $"deliveries/s to a local receiver, {webhookOperations} operations, first to last", "deliveries/s",
+                r => r.Webhooks.DeliveriesPerSecond, r => r.Webhooks.DeliveriesPerSecond / r.EndToEnd.PerSecond, "(b)"),
         ];
     }
 
@@ -229,6 +251,53 @@ internal static class BenchmarkReport
                     json.WriteNull("apiExitCode");
                 }
 
+                var sse = run.EventStreams;
+                json.WriteStartObject("eventStreams");
+                json.WriteNumber("streams", sse.Streams);
+                Number(json, "openSeconds", sse.OpenSeconds);
+                Number(json, "gaugeWhileOpen", sse.GaugeWhileOpen);
+                Number(json, "gaugeAfterClose", sse.GaugeAfterClose);
+                Number(json, "residentBeforeMb", sse.ResidentBeforeBytes / Megabyte);
+                Number(json, "residentWithStreamsMb", sse.ResidentWithStreamsBytes / Megabyte);
+                json.WriteNumber("events", sse.Events);
+                json.WriteNumber("doneEvents", sse.DoneEvents);
+                Number(json, "eventSeconds", sse.EventSeconds);
+                Number(json, "eventsPerSecond", sse.EventsPerSecond);
+                Number(json, "doneEventsPerSecond", sse.DoneEventsPerSecond);
+                json.WriteNumber("completions", sse.Completions);
+                json.WriteNumber("totalEvents", sse.TotalEvents);
+                json.WriteNumber("totalDoneEvents", sse.TotalDoneEvents);
+                Number(json, "eventsPerCompletion", sse.EventsPerCompletion);
+                Number(json, "doneShare", sse.DoneShare);
+                Number(json, "apiCpuUsPerOpNoStreams", EventStreamsResult.ApiMicrosecondsPerOperation(sse.Without));
+                Number(json, "apiCpuUsPerOpStreams", EventStreamsResult.ApiMicrosecondsPerOperation(sse.With));
+                json.WriteNumber("submitToDoneCount", sse.SubmitToDone.Count);
+                Number(json, "submitToDoneP50Ms", sse.SubmitToDone.P50Ms);
+                Number(json, "submitToDoneP90Ms", sse.SubmitToDone.P90Ms);
+                Number(json, "submitToDoneP99Ms", sse.SubmitToDone.P99Ms);
+                Number(json, "submitToDoneMaxMs", sse.SubmitToDone.MaxMs);
+                json.WriteNumber("doneMissing", sse.DoneMissing);
+                json.WriteNumber("quietSubmitToDoneCount", sse.QuietSubmitToDone.Count);
+                Number(json, "quietSubmitToDoneP50Ms", sse.QuietSubmitToDone.P50Ms);
+                Number(json, "quietSubmitToDoneP99Ms", sse.QuietSubmitToDone.P99Ms);
+                Number(json, "quietSubmitToDoneMaxMs", sse.QuietSubmitToDone.MaxMs);
+                json.WriteEndObject();
+
+                var hooks = run.Webhooks;
+                json.WriteStartObject("webhooks");
+                json.WriteNumber("operations", hooks.Operations);
+                Number(json, "submitSeconds", hooks.SubmitSeconds);
+                json.WriteNumber("deliveries", hooks.Deliveries);
+                json.WriteNumber("requests", hooks.Requests);
+                json.WriteNumber("unsignedRequests", hooks.Unsigned);
+                Number(json, "seconds", hooks.Seconds);
+                Number(json, "perSecond", hooks.DeliveriesPerSecond);
+                Number(json, "apiCpuUsPerDelivery", hooks.Deliveries > 0 ? 1e6 * hooks.Cpu.Api / hooks.Deliveries : double.NaN);
+                Number(json, "postgresCpuUsPerDelivery", hooks.Deliveries > 0 ? 1e6 * hooks.Cpu.Postgres / hooks.Deliveries : double.NaN);
+                Number(json, "ratioToGb", hooks.DeliveriesPerSecond / run.EndToEndSeeded.PerSecond);
+                json.WriteNumber("backlogAfter", hooks.DrainBacklog);
+                json.WriteEndObject();
+
                 foreach (var (scenario, load) in run.Loads)
                 {
                     json.WriteStartObject(scenario);
@@ -287,6 +356,10 @@ internal static class BenchmarkReport
         ("(g) submit only", r => r.SubmitSeeded.Cpu),
         ("(g) end to end", r => r.EndToEndSeeded.Cpu),
         ("API idle, after the run", r => r.Idle),
+        ("(j) webhooks, first submit to last delivery", r => r.Webhooks.Cpu),
+        ("(i) end to end, no stream open", r => r.EventStreams.Without.Cpu),
+        ($"(i) {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open, idle", r => r.EventStreams.IdleWithStreams),
+        ($"(i) end to end, {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open", r => r.EventStreams.With.Cpu),
     ];
 
     /// <summary>

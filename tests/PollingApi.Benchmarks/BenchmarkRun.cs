@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using PollingApi.Benchmarks.Infrastructure;
@@ -26,6 +27,8 @@ internal sealed record RunResult
     public required LoadResult SubmitSeeded { get; init; }
     public required (long Backlog, double Seconds) SubmitSeededDrain { get; init; }
     public required LoadResult EndToEndSeeded { get; init; }
+    public required WebhookResult Webhooks { get; init; }
+    public required EventStreamsResult EventStreams { get; init; }
     public required IReadOnlyDictionary<string, string> Server { get; init; }
     public required int? ApiExitCode { get; init; }
     public required double Seconds { get; init; }
@@ -33,18 +36,94 @@ internal sealed record RunResult
     public IEnumerable<(string Scenario, LoadResult Result)> Loads =>
     [
         ("a", Submit), ("b", EndToEnd), ("c", Light), ("d", StatusReads), ("g.a", SubmitSeeded), ("g.b", EndToEndSeeded),
+        ("i.none", EventStreams.Without), ("i.streams", EventStreams.With),
     ];
+}
+
+/// <summary>
+/// (i): (b)'s load without any event stream, then with <see cref="Streams"/> filtered streams open on the node, in the same
+/// run one after the other; what the streams received, and the API's memory with them open.
+/// </summary>
+internal sealed record EventStreamsResult
+{
+    public required int Streams { get; init; }
+    public required double OpenSeconds { get; init; }
+    public required LoadResult Without { get; init; }
+    public required LoadResult With { get; init; }
+    public required CpuUsage IdleWithStreams { get; init; }
+    public required long ResidentBeforeBytes { get; init; }
+    public required long ResidentWithStreamsBytes { get; init; }
+    public required double GaugeWhileOpen { get; init; }
+    public required double GaugeAfterClose { get; init; }
+
+    /// <summary>Events of any name (and <c>done</c> events) all streams received from the window's start to the load's end.</summary>
+    public required long Events { get; init; }
+    public required long DoneEvents { get; init; }
+    public required double EventSeconds { get; init; }
+
+    /// <summary>From a submit (before the POST was sent) to the operation's <c>done</c> event arriving on the probe stream.</summary>
+    public required LatencySummary SubmitToDone { get; init; }
+
+    /// <summary>The same, one operation at a time with no other load (the streams still open).</summary>
+    public required LatencySummary QuietSubmitToDone { get; init; }
+
+    /// <summary>Operations completed in the window whose <c>done</c> event the probe stream never received.</summary>
+    public required long DoneMissing { get; init; }
+
+    /// <summary>Operations the load completed while the streams were open (warm-up and window).</summary>
+    public required long Completions { get; init; }
+
+    /// <summary>Events (and <c>done</c> events) all streams received while they were open, stragglers included.</summary>
+    public required long TotalEvents { get; init; }
+    public required long TotalDoneEvents { get; init; }
+
+    public double EventsPerSecond => EventSeconds > 0 ? Events / EventSeconds : double.NaN;
+    public double DoneEventsPerSecond => EventSeconds > 0 ? DoneEvents / EventSeconds : double.NaN;
+
+    /// <summary>Events all streams together received per operation completed while they were open: <see cref="Streams"/> done events, plus any status events.</summary>
+    public double EventsPerCompletion => Completions > 0 ? (double)TotalEvents / Completions : double.NaN;
+
+    /// <summary>Done events received ÷ (streams × completed operations): 1 when every stream heard of every end.</summary>
+    public double DoneShare => Completions > 0 ? (double)TotalDoneEvents / ((double)Streams * Completions) : double.NaN;
+
+    public static double ApiMicrosecondsPerOperation(LoadResult load) => load.Count > 0 ? 1e6 * load.Cpu.Api / load.Count : double.NaN;
+}
+
+/// <summary>(j): a subscription to operation.succeeded, <see cref="Operations"/> no-ops submitted, each delivered to the driver's receiver.</summary>
+internal sealed record WebhookResult
+{
+    public required int Operations { get; init; }
+    public required double SubmitSeconds { get; init; }
+    public required int Deliveries { get; init; }
+    public required long Requests { get; init; }
+
+    /// <summary>Requests without the webhook-id and webhook-signature headers: not counted as deliveries.</summary>
+    public required long Unsigned { get; init; }
+
+    /// <summary>From the first delivery to the last one received.</summary>
+    public required double Seconds { get; init; }
+
+    /// <summary>From the first submit to the last delivery received.</summary>
+    public required CpuUsage Cpu { get; init; }
+
+    public required long DrainBacklog { get; init; }
+
+    public double DeliveriesPerSecond => Seconds > 0 ? Deliveries / Seconds : double.NaN;
 }
 
 /// <summary>
 /// One run of the whole set: a fresh durable cluster, the pgbench reference (e), the API started for real, then
 /// (a) submit, (b) end to end, (c) light load, (d) status reads, the seed of finished rows and (g); (f) is the
-/// API's peak resident memory at the end. The API is stopped and the cluster deleted whatever happens.
+/// API's peak resident memory at that point. Then the push deliveries, (j) webhooks and (i) event streams, on the same
+/// API. The API is stopped and the cluster deleted whatever happens.
 /// </summary>
 internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextWriter progress)
 {
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromMinutes(5);
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan IdleStreamsWindow = TimeSpan.FromSeconds(3);
+    private const string EventStreamsGauge = "pollingapi_event_streams";
+    private const int QuietOperations = 40;
 
     public async Task<RunResult> ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -77,8 +156,9 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         using var http = ApiSteps.CreateHttpClient(settings.Clients);
         // Authenticated as a deployment is: one tenant's key, made with the API's own command, on every request.
         string apiConnectionString = cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase);
-        http.DefaultRequestHeaders.Add("X-Api-Key", await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
-            apiConnectionString, "bench", ApiKeyCommand.ClientScopes, "bench", cancellationToken));
+        string apiKey = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
+            apiConnectionString, "bench", ApiKeyCommand.ClientScopes, "bench", cancellationToken);
+        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
         Log("starting the API (Release, Production, from its output folder)");
         await using var api = await ApiProcess.StartAsync(settings.ApiDll, apiConnectionString, ApiEnvironment(settings),
             Path.Combine(runDirectory, "api"), http, cancellationToken);
@@ -156,6 +236,13 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
 
         var (peak, resident) = api.ReadMemory();
         Log($"(f) API peak resident memory {peak / 1048576.0:0} MB (now {resident / 1048576.0:0} MB)");
+
+        // The push scenarios come last, so that every figure above (memory and idle CPU included) is what it was without
+        // them. (j) before (i): once a filtered stream has been open, the node's change feed keeps reading every change for
+        // five minutes, which (j) would pay for.
+        var webhooks = await WebhooksAsync(steps, api, cpu, database, cancellationToken);
+        var eventStreams = await EventStreamsAsync(steps, api, cpu, database, apiKey, window, cancellationToken);
+
         int? exitCode = await api.StopAsync(cancellationToken);
         if (exitCode != 0)
         {
@@ -180,10 +267,268 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             SubmitSeeded = submitSeeded,
             SubmitSeededDrain = (submitSeededDrain.Backlog, submitSeededDrain.Elapsed.TotalSeconds),
             EndToEndSeeded = endToEndSeeded,
+            Webhooks = webhooks,
+            EventStreams = eventStreams,
             Server = database.Durability,
             ApiExitCode = exitCode,
             Seconds = total.Elapsed.TotalSeconds,
         };
+    }
+
+    /// <summary>
+    /// (j): a receiver in this process, a subscription of the tenant to operation.succeeded, then
+    /// <see cref="BenchmarkSettings.WebhookOperations"/> no-ops submitted by all clients (plain submits, 202); each one's
+    /// end stores a delivery operation, which the workers run by POSTing to the receiver. Measured: distinct deliveries
+    /// received ÷ the time from the first to the last. The subscription is deleted and the backlog drained afterwards.
+    /// </summary>
+    private async Task<WebhookResult> WebhooksAsync(ApiSteps steps, ApiProcess api, CpuMeter cpu, BenchmarkDatabase database,
+        CancellationToken cancellationToken)
+    {
+        int operations = settings.WebhookOperations;
+        EnsureAlive(api);
+        await using var receiver = await DeliveryReceiver.StartAsync(cancellationToken);
+        var subscription = await steps.SubscribeWebhookAsync(receiver.Url, "operation.succeeded", cancellationToken);
+        Log($"(j) receiver on {receiver.Url}; submitting {operations:N0} no-ops with {settings.Clients} clients, each delivered there");
+
+        var cpuStart = cpu.Snapshot();
+        var submitting = Stopwatch.StartNew();
+        long next = 0;
+        long errors = 0;
+        string? firstError = null;
+        await Task.WhenAll(Enumerable.Range(0, settings.Clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) <= operations)
+            {
+                var outcome = await steps.SubmitAsync(cancellationToken);
+                if (outcome.Error is not null)
+                {
+                    Interlocked.Increment(ref errors);
+                    Interlocked.CompareExchange(ref firstError, outcome.Error, null);
+                }
+            }
+        }, CancellationToken.None)));
+        double submitSeconds = submitting.Elapsed.TotalSeconds;
+        if (errors > 0)
+        {
+            throw new InvalidOperationException($"(j) got {errors} error answers to its submits, e.g. {firstError}");
+        }
+
+        bool all = await receiver.WaitForAsync(operations, DrainTimeout, cancellationToken);
+        var cpuEnd = cpu.Snapshot();
+        EnsureAlive(api);
+        if (!all)
+        {
+            throw new TimeoutException(
+                $"(j) the receiver got {receiver.Deliveries} of {operations} deliveries within {DrainTimeout.TotalSeconds:0} s of the last submit.");
+        }
+
+        var (first, last) = receiver.Arrivals;
+        double seconds = Stopwatch.GetElapsedTime(first, last).TotalSeconds;
+        var usage = CpuMeter.Between(cpuStart, cpuEnd);
+        await steps.DeleteWebhookAsync(subscription, cancellationToken);
+        var drain = await DrainAsync(database, "(j)", cancellationToken);
+        var result = new WebhookResult
+        {
+            Operations = operations,
+            SubmitSeconds = submitSeconds,
+            Deliveries = receiver.Deliveries,
+            Requests = receiver.Requests,
+            Unsigned = receiver.Unsigned,
+            Seconds = seconds,
+            Cpu = usage,
+            DrainBacklog = drain.Backlog,
+        };
+        Log($"(j) webhooks: {result.Deliveries} deliveries in {seconds:0.00} s from the first to the last, {result.DeliveriesPerSecond:0} /s " +
+            $"({result.Requests} requests; submits took {submitSeconds:0.00} s); {CpuLine(usage)}");
+        return result;
+    }
+
+    /// <summary>
+    /// (i): (b)'s load for a window with no event stream open, then <see cref="BenchmarkSettings.EventStreams"/> filtered
+    /// streams opened and held (a few seconds idle first), then the same load again. The streams' events are counted from
+    /// the second window's start to its end; one stream notes when each operation's <c>done</c> arrived, to be matched with
+    /// the load's submits.
+    /// </summary>
+    private async Task<EventStreamsResult> EventStreamsAsync(ApiSteps steps, ApiProcess api, CpuMeter cpu, BenchmarkDatabase database,
+        string apiKey, LoadWindow window, CancellationToken cancellationToken)
+    {
+        int count = BenchmarkSettings.EventStreams;
+        // Both windows note every submit the same way, so the driver does the same work in each.
+        var submitted = new ConcurrentDictionary<Guid, long>();
+        Func<int, long, CancellationToken, Task<StepOutcome>> step = (_, _, ct) =>
+        {
+            long begin = Stopwatch.GetTimestamp();
+            return steps.SubmitAndWaitAsync(settings.WaitMode, ct, id => submitted[id] = begin);
+        };
+
+        var without = await LoadAsync("(i) end to end, no event stream open", settings.Clients, window, step, api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(i) without streams", cancellationToken);
+        submitted.Clear();
+
+        long residentBefore = api.ReadMemory().Resident;
+        var opening = Stopwatch.StartNew();
+        var streams = await EventStreams.OpenAsync(new Uri(api.BaseAddress, BenchmarkSettings.EventStreamPath), apiKey, count, cancellationToken);
+        await using (streams)
+        {
+            double openSeconds = opening.Elapsed.TotalSeconds;
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            var idleStart = cpu.Snapshot();
+            await Task.Delay(IdleStreamsWindow, cancellationToken);
+            var idle = CpuMeter.Between(idleStart, cpu.Snapshot());
+            double gauge = await steps.ReadMetricAsync(EventStreamsGauge, cancellationToken);
+            Log($"(i) {count:N0} event streams open in {openSeconds:0.0} s ({EventStreamsGauge} {gauge:0}); " +
+                $"API resident {api.ReadMemory().Resident / 1048576.0:0} MB (before {residentBefore / 1048576.0:0} MB); idle: {CpuLine(idle)}");
+
+            // The events are counted from the measured window's start (after the warm-up) to the load's end.
+            var atStart = Task.Run(async () =>
+            {
+                await Task.Delay(window.Warmup, cancellationToken);
+                return (Stopwatch.GetTimestamp(), streams.Events, streams.DoneEvents);
+            }, CancellationToken.None);
+            long measureStart = Stopwatch.GetTimestamp() + (long)(window.Warmup.TotalSeconds * Stopwatch.Frequency);
+            var with = await LoadAsync($"(i) end to end, {count:N0} event streams open", settings.Clients, window, step, api, cpu, database,
+                cancellationToken);
+            var (startedAt, eventsAtStart, doneAtStart) = await atStart;
+            long endedAt = Stopwatch.GetTimestamp();
+            long events = streams.Events - eventsAtStart;
+            long done = streams.DoneEvents - doneAtStart;
+            long residentWith = api.ReadMemory().Resident;
+
+            // The streams lag behind the completions when the node cannot keep up with the fan-out: wait (bounded) until every
+            // stream has had the done event of every operation the load completed, or they stop coming.
+            long expectedDone = (long)count * submitted.Count;
+            await WaitForEventsAsync(streams, expectedDone, cancellationToken);
+            if (streams.Dropped > 0)
+            {
+                throw new InvalidOperationException(
+                    $"{streams.Dropped} of the {count} event streams ended while they should have stayed open, e.g. {string.Join(" | ", streams.DropReasons)}");
+            }
+
+            long totalEvents = streams.Events;
+            long totalDone = streams.DoneEvents;
+
+            // The same latency without the load: one operation at a time, the next submitted once the last one's done event came.
+            var quiet = await QuietSubmitToDoneAsync(steps, streams, cancellationToken);
+
+            var latencies = new List<long>();
+            long missing = 0;
+            foreach (var (id, begin) in submitted)
+            {
+                if (begin < measureStart)
+                {
+                    continue;
+                }
+
+                if (streams.DoneArrivals.TryGetValue(id, out long arrived))
+                {
+                    latencies.Add(arrived - begin);
+                }
+                else
+                {
+                    missing++;
+                }
+            }
+
+            var result = new EventStreamsResult
+            {
+                Streams = count,
+                OpenSeconds = openSeconds,
+                Without = without,
+                With = with,
+                IdleWithStreams = idle,
+                ResidentBeforeBytes = residentBefore,
+                ResidentWithStreamsBytes = residentWith,
+                GaugeWhileOpen = gauge,
+                GaugeAfterClose = double.NaN,
+                Events = events,
+                DoneEvents = done,
+                EventSeconds = Stopwatch.GetElapsedTime(startedAt, endedAt).TotalSeconds,
+                Completions = submitted.Count,
+                TotalEvents = totalEvents,
+                TotalDoneEvents = totalDone,
+                SubmitToDone = LatencySummary.From([.. latencies]),
+                QuietSubmitToDone = quiet,
+                DoneMissing = missing,
+            };
+            Log($"(i) streams received {result.EventsPerSecond:0} events/s ({result.DoneEventsPerSecond:0} done/s) in the window; " +
+                $"{result.EventsPerCompletion:0} events per completed operation, {result.DoneShare:0.0000} of the done events due; " +
+                $"submit to done on one stream p50 {result.SubmitToDone.P50Ms:0.00} ms, p99 {result.SubmitToDone.P99Ms:0.00} ms " +
+                $"({latencies.Count} matched, {missing} without a done event); without the load p50 {quiet.P50Ms:0.00} ms, p99 {quiet.P99Ms:0.00} ms; " +
+                $"API resident {residentWith / 1048576.0:0} MB");
+
+            await streams.DisposeAsync();
+            var closed = await WaitForGaugeAsync(steps, EventStreamsGauge, 0, TimeSpan.FromSeconds(30), cancellationToken);
+            await DrainAsync(database, "(i) with streams", cancellationToken);
+            return result with { GaugeAfterClose = closed };
+        }
+    }
+
+    /// <summary>
+    /// With the streams open and no other load: <see cref="QuietOperations"/> no-ops one after the other, each from its submit
+    /// to its done event on the probe stream; the next is submitted once that event has come (or after 10 s, not counted).
+    /// </summary>
+    private async Task<LatencySummary> QuietSubmitToDoneAsync(ApiSteps steps, EventStreams streams, CancellationToken cancellationToken)
+    {
+        var latencies = new List<long>();
+        for (int i = 0; i < QuietOperations; i++)
+        {
+            long begin = Stopwatch.GetTimestamp();
+            Guid? submitted = null;
+            var outcome = await steps.SubmitAndWaitAsync(settings.WaitMode, cancellationToken, id => submitted = id);
+            if (outcome.Error is not null || submitted is not { } id)
+            {
+                throw new InvalidOperationException($"(i) a submit without load failed: {outcome.Error ?? "no Location"}");
+            }
+
+            var deadline = Stopwatch.StartNew();
+            while (!streams.DoneArrivals.ContainsKey(id) && deadline.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(1), cancellationToken);
+            }
+
+            if (streams.DoneArrivals.TryGetValue(id, out long arrived))
+            {
+                latencies.Add(arrived - begin);
+            }
+        }
+
+        return LatencySummary.From([.. latencies]);
+    }
+
+    /// <summary>
+    /// Waits until the streams have received <paramref name="expectedDone"/> done events in all, or none came for 3 s, or a
+    /// minute has passed.
+    /// </summary>
+    private static async Task WaitForEventsAsync(EventStreams streams, long expectedDone, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        long seen = streams.DoneEvents;
+        var lastProgress = watch.Elapsed;
+        while (seen < expectedDone && watch.Elapsed - lastProgress < TimeSpan.FromSeconds(3) && watch.Elapsed < TimeSpan.FromMinutes(1))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+            long now = streams.DoneEvents;
+            if (now > seen)
+            {
+                (seen, lastProgress) = (now, watch.Elapsed);
+            }
+        }
+    }
+
+    /// <summary>Reads the gauge until it is at most <paramref name="atMost"/> or the timeout passes; returns the last value.</summary>
+    private static async Task<double> WaitForGaugeAsync(ApiSteps steps, string name, double atMost, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        while (true)
+        {
+            double value = await steps.ReadMetricAsync(name, cancellationToken);
+            if (!(value > atMost) || watch.Elapsed > timeout)
+            {
+                return value;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
     }
 
     private async Task<PgBenchResult> PgBenchAsync(string pgbench, int port, string script, string what, CpuMeter cpu,
@@ -254,6 +599,9 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             ["RateLimiting__PermitsPerSecond"] = "1000000",
             ["RateLimiting__Burst"] = "1000000",
             ["Operations__MaxUnfinishedPerTenant"] = "100000000",
+            // (j) delivers to the driver's receiver on http://127.0.0.1; nothing is delivered anywhere before it subscribes.
+            ["Webhooks__AllowHttp"] = "true",
+            ["Webhooks__AllowPrivateNetworks"] = "true",
         };
         foreach (var (name, value) in settings.ApiEnvironment)
         {

@@ -18,7 +18,7 @@ internal sealed record BenchmarkSettings
     public const string Usage = """
         usage: PollingApi.Benchmarks [options]            (normally run by scripts/bench.sh)
 
-          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 2-3 minutes in all
+          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 3 minutes in all
           --runs N            repeat the whole set N times on fresh clusters and report the median (default 3)
           --seconds S         measured window of each scenario (default 10)
           --warmup S          warm-up before each window (default 3)
@@ -73,6 +73,18 @@ internal sealed record BenchmarkSettings
 
     /// <summary>Rows in pgbench's primary-key SELECT table.</summary>
     public const int SelectTableRows = 100_000;
+
+    /// <summary>Server-sent event streams (i) holds open on the node while (b)'s load runs.</summary>
+    public const int EventStreams = 1000;
+
+    /// <summary>What (i)'s streams follow: every operation of the kind the load submits, each change of it.</summary>
+    public const string EventStreamPath = "v1/operations/events?kind=diagnostics.sleep";
+
+    /// <summary>No-op operations (j) submits per second of the window, each delivered to the local receiver.</summary>
+    public const int WebhookOperationsPerWindowSecond = 1000;
+
+    /// <summary>No-op operations (j) submits: a delivery window of a few seconds at the quick size.</summary>
+    public int WebhookOperations => (int)Math.Max(100, WebhookOperationsPerWindowSecond * Window.TotalSeconds);
 
     /// <summary>Parses the command line; throws <see cref="ArgumentException"/> with a message for the user when it is wrong.</summary>
     public static BenchmarkSettings Parse(IReadOnlyList<string> args, DateTimeOffset now)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 
 namespace PollingApi.Benchmarks.Load;
 
@@ -49,9 +50,12 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         }, cancellationToken);
     }
 
-    /// <summary>(b), (c): submit a no-op and wait for its result, as <paramref name="mode"/> says.</summary>
-    public Task<StepOutcome> SubmitAndWaitAsync(WaitMode mode, CancellationToken cancellationToken) =>
-        mode == WaitMode.Prefer ? SubmitPreferWaitAsync(cancellationToken) : SubmitThenLongPollAsync(cancellationToken);
+    /// <summary>
+    /// (b), (c): submit a no-op and wait for its result, as <paramref name="mode"/> says. <paramref name="submitted"/>, when
+    /// given, gets the operation's id (from the answer's Location) as soon as the submit is answered.
+    /// </summary>
+    public Task<StepOutcome> SubmitAndWaitAsync(WaitMode mode, CancellationToken cancellationToken, Action<Guid>? submitted = null) =>
+        mode == WaitMode.Prefer ? SubmitPreferWaitAsync(submitted, cancellationToken) : SubmitThenLongPollAsync(submitted, cancellationToken);
 
     /// <summary>(d): read a finished operation and expect 200.</summary>
     public async Task<StepOutcome> ReadFinishedAsync(Guid id, CancellationToken cancellationToken)
@@ -67,11 +71,12 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
     }
 
     /// <summary>One request: <c>Prefer: wait</c> answers 200 with the finished operation; a 202 (the wait ran out) is long-polled.</summary>
-    private async Task<StepOutcome> SubmitPreferWaitAsync(CancellationToken cancellationToken)
+    private async Task<StepOutcome> SubmitPreferWaitAsync(Action<Guid>? submitted, CancellationToken cancellationToken)
     {
         using var request = SubmitRequest(prefer: true);
         return await SendAsync(request, async response =>
         {
+            Report(submitted, response);
             byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
             if (response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf(SucceededStatus) >= 0)
             {
@@ -89,11 +94,12 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
     }
 
     /// <summary>Two requests: submit (202), then <c>GET {Location}?wait=N</c> until 200.</summary>
-    private async Task<StepOutcome> SubmitThenLongPollAsync(CancellationToken cancellationToken)
+    private async Task<StepOutcome> SubmitThenLongPollAsync(Action<Guid>? submitted, CancellationToken cancellationToken)
     {
         using var request = SubmitRequest(prefer: false);
         return await SendAsync(request, async response =>
         {
+            Report(submitted, response);
             await response.Content.ReadAsByteArrayAsync(cancellationToken);
             return response.StatusCode == HttpStatusCode.Accepted && response.Headers.Location is { } location
                 ? await LongPollAsync(location, cancellationToken)
@@ -127,6 +133,84 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         }
 
         return new StepOutcome($"GET {location}{_waitQuery}: still not done after 3 waits of {waitSeconds} s");
+    }
+
+    /// <summary>
+    /// (j): subscribes <paramref name="url"/> to the ends of the tenant's operations (<c>POST /v1/webhooks</c>, expect 201);
+    /// returns the subscription's id.
+    /// </summary>
+    public async Task<Guid> SubscribeWebhookAsync(Uri url, string eventType, CancellationToken cancellationToken)
+    {
+        byte[] json = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        {
+            ["url"] = url.ToString(),
+            ["events"] = new[] { eventType },
+        });
+        var content = new ByteArrayContent(json);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, "v1/webhooks")) { Content = content };
+        using var response = await http.SendAsync(request, cancellationToken);
+        byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        if (response.StatusCode != HttpStatusCode.Created)
+        {
+            throw new InvalidOperationException((await Unexpected("POST /v1/webhooks", "201", response, cancellationToken, body)).Error);
+        }
+
+        using var created = JsonDocument.Parse(body);
+        return created.RootElement.GetProperty("id").GetGuid();
+    }
+
+    /// <summary>(j): deletes the subscription again (expect 204), so that nothing after (j) pays for deliveries.</summary>
+    public async Task DeleteWebhookAsync(Guid id, CancellationToken cancellationToken)
+    {
+        using var response = await http.DeleteAsync(new Uri(baseAddress, $"v1/webhooks/{id:D}"), cancellationToken);
+        if (response.StatusCode != HttpStatusCode.NoContent)
+        {
+            throw new InvalidOperationException((await Unexpected("DELETE /v1/webhooks/{id}", "204", response, cancellationToken)).Error);
+        }
+    }
+
+    /// <summary>
+    /// The value of a gauge on <c>/metrics</c> (Prometheus text format), summed over its series; NaN when it is not there or
+    /// <c>/metrics</c> does not answer 200.
+    /// </summary>
+    public async Task<double> ReadMetricAsync(string name, CancellationToken cancellationToken)
+    {
+        using var response = await http.GetAsync(new Uri(baseAddress, "metrics"), cancellationToken);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            return double.NaN;
+        }
+
+        double sum = double.NaN;
+        foreach (string line in (await response.Content.ReadAsStringAsync(cancellationToken)).Split('\n'))
+        {
+            if (line.Length > name.Length && line.StartsWith(name, StringComparison.Ordinal) && line[name.Length] is ' ' or '{')
+            {
+                // name{labels} value [timestamp]
+                int valueAt = line[name.Length] == '{' ? line.LastIndexOf('}') + 1 : name.Length;
+                string[] parts = line[valueAt..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length > 0 && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double value))
+                {
+                    sum = double.IsNaN(sum) ? value : sum + value;
+                }
+            }
+        }
+
+        return sum;
+    }
+
+    /// <summary>Hands the id in a submit's Location (…/v1/operations/{id}) to <paramref name="submitted"/>.</summary>
+    private static void Report(Action<Guid>? submitted, HttpResponseMessage response)
+    {
+        if (submitted is not null && response.Headers.Location is { } location)
+        {
+            string path = location.IsAbsoluteUri ? location.AbsolutePath : location.OriginalString;
+            if (Guid.TryParse(path.AsSpan(path.LastIndexOf('/') + 1), out var id))
+            {
+                submitted(id);
+            }
+        }
     }
 
     private HttpRequestMessage SubmitRequest(bool prefer)
