@@ -24,6 +24,9 @@ internal static class OperationEvents
     public const string ProgressEvent = "progress";
     public const string DoneEvent = "done";
 
+    /// <summary>The most events a filtered stream writes at once.</summary>
+    private const int EventsPerWrite = 64;
+
     internal static async Task<IResult> StreamAsync(OperationRouteId id, HttpContext http, OperationQueries queries, OperationWatchers watchers,
         IOptions<OperationsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, TimeProvider timeProvider,
         CancellationToken cancellationToken)
@@ -159,20 +162,40 @@ internal static class OperationEvents
                 }
             }
 
+            var batch = new StringBuilder();
             while (true)
             {
-                var (events, more) = feed.ReadFrom(from);
+                // A bounded slice at a time, written before the next is read: a slow client holds back only its own stream.
+                var (events, more, skipped) = feed.ReadFrom(from, EventsPerWrite);
+                if (skipped)
+                {
+                    // This stream fell further behind than the node keeps events: say so, as for an unknown Last-Event-ID.
+                    batch.Append(": reset: events were dropped while this stream was behind; read GET /v1/operations to catch up\n\n");
+                }
+
                 foreach (var change in events)
                 {
                     from = change.Sequence + 1;
                     if (Matches(change.Row))
                     {
-                        string name = OperationStatus.IsTerminal(change.Row.Status) ? DoneEvent
-                            : change.Row.Status == OperationStatus.Running && change.Row.Progress is not null ? ProgressEvent
-                            : StatusEvent;
-                        await writer.WriteEventAsync($"{feed.Epoch}-{change.Sequence.ToString(CultureInfo.InvariantCulture)}", name,
-                            OperationResource.From(change.Row, http.Request), cancellationToken).ConfigureAwait(false);
+                        // One serialisation per event and host, shared by every stream that sends it.
+                        string self = OperationLinkBuilder.Self(http.Request, change.Row.Id);
+                        batch.Append(change.WrittenFor(self, () => EventWriter.Format(
+                            $"{feed.Epoch}-{change.Sequence.ToString(CultureInfo.InvariantCulture)}", EventName(change.Row),
+                            OperationResource.From(change.Row, self), json.Value.SerializerOptions)));
                     }
+                }
+
+                if (batch.Length > 0)
+                {
+                    // What arrived together goes in one write.
+                    await writer.WriteRawAsync(batch.ToString(), cancellationToken).ConfigureAwait(false);
+                    batch.Clear();
+                }
+
+                if (events.Count == EventsPerWrite)
+                {
+                    continue;
                 }
 
                 while (!await WaitAsync(more, options.Value.EventHeartbeatInterval, timeProvider, cancellationToken).ConfigureAwait(false))
@@ -186,6 +209,12 @@ internal static class OperationEvents
             return Results.Empty;
         }
     }
+
+    /// <summary>The event of a change in the filtered stream: done when terminal, progress while running with progress, else status.</summary>
+    private static string EventName(OperationRow row) =>
+        OperationStatus.IsTerminal(row.Status) ? DoneEvent
+        : row.Status == OperationStatus.Running && row.Progress is not null ? ProgressEvent
+        : StatusEvent;
 
     private static bool TryParseFeedEventId(string eventId, string epoch, out long sequence)
     {
@@ -232,8 +261,12 @@ internal static class OperationEvents
             WriteAsync($"id: {eventId.ToString(CultureInfo.InvariantCulture)}\nevent: {name}\ndata: {JsonSerializer.Serialize(data, json)}\n\n",
                 cancellationToken);
 
-        public Task WriteEventAsync<T>(string eventId, string name, T data, CancellationToken cancellationToken) =>
-            WriteAsync($"id: {eventId}\nevent: {name}\ndata: {JsonSerializer.Serialize(data, json)}\n\n", cancellationToken);
+        /// <summary>One event in the <c>text/event-stream</c> format.</summary>
+        public static string Format<T>(string eventId, string name, T data, JsonSerializerOptions json) =>
+            $"id: {eventId}\nevent: {name}\ndata: {JsonSerializer.Serialize(data, json)}\n\n";
+
+        /// <summary>Text already in the event-stream format (see <see cref="Format"/>).</summary>
+        public Task WriteRawAsync(string text, CancellationToken cancellationToken) => WriteAsync(text, cancellationToken);
 
         public Task WriteCommentAsync(string comment, CancellationToken cancellationToken) => WriteAsync($": {comment}\n\n", cancellationToken);
 

@@ -64,7 +64,7 @@ public static class OperationsApi
                 repeats or gaps while the node still keeps those events (the last {{OperationChangeFeed.Capacity}}, up to
                 {{(int)OperationChangeFeed.Retention.TotalMinutes}} minutes); otherwise the stream sends a `: reset` comment
                 and goes on from now (read `GET /v1/operations` to catch up). Open streams cost the database nothing while
-                nothing changes; while things change, a node reads the changed operations once per 50 ms for all its
+                nothing changes; while things change, a node reads the changed operations once per 20 ms for all its
                 streams together.
                 """)
             .WithMetadata(RequestHeaders.LastEventId)

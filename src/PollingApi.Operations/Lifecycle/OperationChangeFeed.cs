@@ -8,7 +8,7 @@ namespace PollingApi.Operations.Lifecycle;
 /// The changes of every operation, as this node hears them, for the filtered event streams
 /// (<c>GET /v1/operations/events</c>). It runs only while a stream is open (and for <see cref="Retention"/> after the
 /// last one closes, so a client that reconnects can resume): it collects the ids the signal fan-out reports, reads those
-/// rows once per <see cref="BatchInterval"/> however many streams are open, and keeps the last events in memory, in
+/// rows once per <see cref="BatchInterval"/> (20 ms) however many streams are open, and keeps the last events in memory, in
 /// order, numbered. A stream resumes from its <c>Last-Event-ID</c> when that event is still kept on this node.
 /// </summary>
 internal sealed partial class OperationChangeFeed(
@@ -22,13 +22,15 @@ internal sealed partial class OperationChangeFeed(
 
     public const int Capacity = 10_000;
 
-    private static readonly TimeSpan BatchInterval = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan BatchInterval = TimeSpan.FromMilliseconds(20);
 
     /// <summary>Names this node's numbering: an event id from another node (or from before a restart) is not resumed.</summary>
     public string Epoch { get; } = Guid.NewGuid().ToString("N")[..12];
 
     private readonly Lock _lock = new();
-    private readonly LinkedList<FeedEvent> _events = [];
+    // In sequence order without gaps (numbers are given in order and only the oldest are dropped), so an event's place
+    // is its number minus the first one's.
+    private readonly List<FeedEvent> _events = [];
     private readonly HashSet<Guid> _changed = [];
     // The version of each operation's latest kept event: the same change heard twice (here and as its own notification's
     // echo) is one event.
@@ -77,24 +79,24 @@ internal sealed partial class OperationChangeFeed(
     {
         lock (_lock)
         {
-            long oldest = _events.First?.Value.Sequence ?? _sequence + 1;
+            long oldest = _events.Count > 0 ? _events[0].Sequence : _sequence + 1;
             return sequence >= Math.Max(oldest, _coveredFrom) && sequence <= _sequence + 1;
         }
     }
 
-    /// <summary>The events numbered <paramref name="from"/> and later, and a task that completes when more arrive.</summary>
-    public (IReadOnlyList<FeedEvent> Events, Task More) ReadFrom(long from)
+    /// <summary>
+    /// Up to <paramref name="max"/> events numbered <paramref name="from"/> and later, a task that completes when more
+    /// arrive, and whether events before the first one returned are no longer kept (a stream that fell further behind
+    /// than the feed keeps).
+    /// </summary>
+    public (IReadOnlyList<FeedEvent> Events, Task More, bool Skipped) ReadFrom(long from, int max)
     {
         lock (_lock)
         {
-            var events = new List<FeedEvent>();
-            for (var node = _events.Last; node is not null && node.Value.Sequence >= from; node = node.Previous)
-            {
-                events.Add(node.Value);
-            }
-
-            events.Reverse();
-            return (events, _appended.Task);
+            long oldest = _events.Count > 0 ? _events[0].Sequence : _sequence + 1;
+            int start = (int)Math.Max(0, from - oldest);
+            int count = Math.Clamp(_events.Count - start, 0, max);
+            return (_events.GetRange(start, count), _appended.Task, from < oldest && from <= _sequence);
         }
     }
 
@@ -185,19 +187,22 @@ internal sealed partial class OperationChangeFeed(
                 }
 
                 _keptVersions[row.Id] = row.Version;
-                _events.AddLast(new FeedEvent(++_sequence, row, now));
+                _events.Add(new FeedEvent(++_sequence, row, now));
             }
 
-            while (_events.Count > Capacity || (_events.First is { } oldest && now - oldest.Value.At > Retention))
+            int drop = 0;
+            while (drop < _events.Count && (_events.Count - drop > Capacity || now - _events[drop].At > Retention))
             {
-                var dropped = _events.First!.Value.Row;
+                var dropped = _events[drop].Row;
                 if (_keptVersions.TryGetValue(dropped.Id, out int kept) && kept == dropped.Version)
                 {
                     _keptVersions.Remove(dropped.Id);
                 }
 
-                _events.RemoveFirst();
+                drop++;
             }
+
+            _events.RemoveRange(0, drop);
 
             appended = _appended;
             _appended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -263,4 +268,25 @@ internal sealed partial class OperationChangeFeed(
 }
 
 /// <summary>One change as the feed numbered it: the operation as it was read after the change.</summary>
-internal sealed record FeedEvent(long Sequence, OperationRow Row, DateTime At);
+internal sealed record FeedEvent(long Sequence, OperationRow Row, DateTime At)
+{
+    private Written? _written;
+
+    /// <summary>
+    /// The event as the streams write it, made once for all the streams that share <paramref name="self"/> (the
+    /// operation's link, which depends on the host the request came to), not once per stream.
+    /// </summary>
+    public string WrittenFor(string self, Func<string> write)
+    {
+        if (_written is { } cached && cached.Self == self)
+        {
+            return cached.Text;
+        }
+
+        string text = write();
+        _written = new Written(self, text);
+        return text;
+    }
+
+    private sealed record Written(string Self, string Text);
+}
