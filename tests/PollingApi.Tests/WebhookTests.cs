@@ -126,6 +126,23 @@ public sealed class WebhookTests(WebhookPollingApiFactory factory) : IClassFixtu
     }
 
     [Fact]
+    public async Task ARedirectIsNotFollowedAndFailsTheDelivery()
+    {
+        await SubscribeAsync("""["operation.succeeded"]""");
+        _receiver.Answer(new ReceiverAnswer(307, Location: "http://169.254.169.254/latest/meta-data/"));
+
+        await FinishAsync("""{"durationMs": 1}""");
+        var received = Assert.Single(await _receiver.WaitForAsync(1));
+        var delivery = await DeliveryAsync(received.Id);
+        await Eventually.WaitUntilAsync(async () => await factory.Operations.StatusOfAsync(delivery) == "failed", TimeSpan.FromSeconds(10));
+
+        var failed = (await _client.FetchAsync($"/v1/operations/{delivery}")).Json;
+        Assert.Equal("urn:pollingapi:problem:webhook-rejected", failed.GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal("It answered 307.", failed.GetProperty("error").GetProperty("detail").GetString());
+        Assert.Single(_receiver.Received);
+    }
+
+    [Fact]
     public async Task ATestPingIsADeliveryOperationTheCallerCanPoll()
     {
         var (subscription, secret) = await SubscribeAsync("""["operation.cancelled"]""");

@@ -16,7 +16,7 @@ public sealed record ReceivedWebhook(IHeaderDictionary Headers, string Body, Dat
 }
 
 /// <summary>How the receiver answers the next request: a status (with headers), or a dropped connection.</summary>
-public sealed record ReceiverAnswer(int Status, string? RetryAfter = null, bool Drop = false)
+public sealed record ReceiverAnswer(int Status, string? RetryAfter = null, bool Drop = false, string? Location = null)
 {
     public static ReceiverAnswer Ok { get; } = new(200);
 
@@ -68,6 +68,11 @@ public sealed class WebhookReceiver : IAsyncDisposable
             if (answer.RetryAfter is not null)
             {
                 http.Response.Headers.RetryAfter = answer.RetryAfter;
+            }
+
+            if (answer.Location is not null)
+            {
+                http.Response.Headers.Location = answer.Location;
             }
 
             await http.Response.WriteAsync("a receiver's own text, never stored");
