@@ -65,6 +65,9 @@ public sealed class OperationsOptions
     /// </summary>
     public TimeSpan EventHeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>How far ahead <c>Operation-Scheduled-At</c> may be.</summary>
+    public TimeSpan MaxScheduleAhead { get; set; } = TimeSpan.FromDays(30);
+
     /// <summary>
     /// How long a node keeps trying to settle a write whose connection failed after it was sent (was it committed or
     /// not?) before it tells the caller the outcome is unknown (<c>503 commit-outcome-unknown</c>). A keyed submit,
@@ -135,6 +138,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
             $"Operations:MaxUnfinishedPerTenant must be 0 (no cap) or more, not {options.MaxUnfinishedPerTenant}.");
         Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
             $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
+        Require(options.MaxScheduleAhead >= TimeSpan.FromMinutes(1) && options.MaxScheduleAhead <= TimeSpan.FromDays(365),
+            $"Operations:MaxScheduleAhead must be 00:01:00 to 365.00:00:00, not {options.MaxScheduleAhead}.");
         Require(options.EventHeartbeatInterval >= TimeSpan.FromMilliseconds(100) && options.EventHeartbeatInterval <= TimeSpan.FromMinutes(5),
             $"Operations:EventHeartbeatInterval must be 00:00:00.1 to 00:05:00, not {options.EventHeartbeatInterval}.");
         Require(options.CommitResolutionTimeout >= TimeSpan.FromMilliseconds(100) && options.CommitResolutionTimeout <= TimeSpan.FromMinutes(1),

@@ -21,6 +21,9 @@ public static class ProblemTypes
     public const string IdempotencyKeyReused = Prefix + "idempotency-key-reused";
     public const string InvalidIdempotencyKey = Prefix + "invalid-idempotency-key";
     public const string InvalidPreference = Prefix + "invalid-preference";
+
+    /// <summary>The Operation-Scheduled-At header is not an RFC 3339 instant, or is further ahead than allowed.</summary>
+    public const string InvalidScheduledAt = Prefix + "invalid-scheduled-at";
     public const string OperationExpired = Prefix + "operation-expired";
     public const string OperationStateConflict = Prefix + "operation-state-conflict";
     public const string InternalError = Prefix + "internal-error";

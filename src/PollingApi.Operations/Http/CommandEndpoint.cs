@@ -49,6 +49,7 @@ internal static class CommandEndpoint
             .Accepts<TRequest>("application/json")
             .WithMetadata(RequestHeaders.IdempotencyKey)
             .WithMetadata(RequestHeaders.Prefer)
+            .WithMetadata(RequestHeaders.ScheduledAt)
             .Responds(StatusCodes.Status200OK,
                 "The operation finished within the time asked for with Prefer: wait (or, with an Idempotency-Key, an earlier request's operation is done).",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,
@@ -58,7 +59,7 @@ internal static class CommandEndpoint
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag,
                 ResponseHeaders.IdempotentReplayed)
             .Responds(StatusCodes.Status400BadRequest,
-                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), or the Idempotency-Key is invalid (invalid-idempotency-key).")
+                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), the Idempotency-Key is invalid (invalid-idempotency-key), or Operation-Scheduled-At is not an instant within the allowed horizon (invalid-scheduled-at).")
             .RespondsWithProblem(StatusCodes.Status422UnprocessableEntity,
                 "The Idempotency-Key was already used for a different request (idempotency-key-reused).")
             .RespondsWithProblem(StatusCodes.Status429TooManyRequests,
@@ -88,6 +89,27 @@ internal static class CommandEndpoint
             }
 
             idempotencyKey = keyValues[0];
+        }
+
+        DateTime? scheduledAt = null;
+        if (http.Request.Headers.TryGetValue(ScheduledAtHeader, out var scheduleValues))
+        {
+            var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
+            if (scheduleValues.Count != 1 || !TryParseInstant(scheduleValues[0], out var instant))
+            {
+                return Problems.Create(StatusCodes.Status400BadRequest, ProblemTypes.InvalidScheduledAt, "Operation-Scheduled-At is not an instant.",
+                    "Send one RFC 3339 date and time with its offset, e.g. 2026-12-01T08:00:00Z.");
+            }
+
+            if (instant - now > options.MaxScheduleAhead)
+            {
+                return Problems.Create(StatusCodes.Status400BadRequest, ProblemTypes.InvalidScheduledAt, "Operation-Scheduled-At is too far ahead.",
+                    $"An operation may be scheduled at most {options.MaxScheduleAhead.TotalDays:0.##} days ahead.");
+            }
+
+            // Stored to the microsecond, as PostgreSQL keeps it.
+            var utc = instant.UtcDateTime;
+            scheduledAt = utc.AddTicks(-(utc.Ticks % 10));
         }
 
         var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken).ConfigureAwait(false);
@@ -127,7 +149,8 @@ internal static class CommandEndpoint
         string payload = JsonSerializer.Serialize(request, OperationJson.Options);
         var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
         var submission = new Submission(CallerClaims.Caller(http.User), command, payload, idempotencyKey,
-            idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload), wait, Activity.Current?.Id);
+            idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload, scheduledAt), wait, Activity.Current?.Id,
+            scheduledAt);
         var submitted = await submitter.SubmitAsync(submission, cancellationToken).ConfigureAwait(false);
         switch (submitted.Status)
         {
@@ -166,8 +189,23 @@ internal static class CommandEndpoint
         key is { Length: >= 1 and <= 255 } && key.All(c => c is >= ' ' and <= '~');
 
     /// <summary>What makes two submits "the same request": method, route and the canonical (re-serialised) body.</summary>
-    private static byte[] RequestHash(string method, string route, string canonicalPayload) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes($"{method}\n{route}\n{canonicalPayload}"));
+    // A schedule is part of the request: the same key with another schedule is another request (422).
+    private static byte[] RequestHash(string method, string route, string canonicalPayload, DateTime? scheduledAt) =>
+        SHA256.HashData(Encoding.UTF8.GetBytes(scheduledAt is { } at
+            ? $"{method}\n{route}\n{canonicalPayload}\n{at.Ticks.ToString(CultureInfo.InvariantCulture)}"
+            : $"{method}\n{route}\n{canonicalPayload}"));
+
+    private static bool TryParseInstant(string? value, out DateTimeOffset instant)
+    {
+        instant = default;
+        // RFC 3339: a date, 'T', a time with optional fractions, and 'Z' or an offset.
+        return value is { Length: >= 20 and <= 64 } && value[10] is 'T' or 't'
+               && DateTimeOffset.TryParseExact(value, ["yyyy-MM-dd'T'HH:mm:ssK", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFFK"],
+                   CultureInfo.InvariantCulture, DateTimeStyles.None, out instant)
+               && (value.EndsWith('Z') || value.EndsWith('z') || value[^6] is '+' or '-');
+    }
+
+    private const string ScheduledAtHeader = "Operation-Scheduled-At";
 
     private readonly record struct Body(ReadOnlyMemory<byte> Bytes, ProblemHttpResult? Problem);
 

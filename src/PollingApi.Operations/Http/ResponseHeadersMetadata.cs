@@ -45,6 +45,10 @@ internal static class RequestHeaders
         "RFC 7240. wait=N holds the answer up to N seconds (capped by the server) and answers 200 with the finished operation " +
         "if it is done in time, e.g. 'respond-async, wait=30'.");
 
+    public static readonly RequestHeaderDocumentation ScheduledAt = new("Operation-Scheduled-At",
+        "An RFC 3339 instant (e.g. 2026-12-01T08:00:00Z): the operation is stored pending and no worker starts it before then. " +
+        "An instant in the past runs now; further ahead than Operations:MaxScheduleAhead (30 days) is a 400.", 64);
+
     public static readonly RequestHeaderDocumentation LastEventId = new("Last-Event-ID",
         "The id of the last event received (what EventSource sends when it reconnects): the stream sends only what is newer.", 40);
 

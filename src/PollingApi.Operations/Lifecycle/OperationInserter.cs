@@ -24,7 +24,8 @@ internal sealed class OperationInserter(
     /// </summary>
     public async Task<OperationRow> InsertAsync(NewOperation operation, DateTime createdAt, CancellationToken cancellationToken)
     {
-        bool claim = worker.TryPromiseSlot();
+        // A scheduled operation waits for its time in the table like any pending one.
+        bool claim = (operation.ScheduledAt is not { } scheduled || scheduled <= createdAt) && worker.TryPromiseSlot();
         var insert = new OperationInsert(operation, createdAt, claim ? context.NodeId : null);
         bool committed = false;
         try

@@ -8,7 +8,7 @@ namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>A validated command to store: its kind, its canonical payload and what the request asked for.</summary>
 internal sealed record Submission(OperationCaller Caller, CommandDescriptor Command, string Payload, string? IdempotencyKey, byte[]? RequestHash, TimeSpan Wait,
-    string? TraceParent);
+    string? TraceParent, DateTime? ScheduledAt = null);
 
 internal enum SubmitStatus
 {
@@ -54,7 +54,8 @@ internal sealed class OperationSubmitter(
         now = now.AddTicks(-(now.Ticks % 10));
         var command = submission.Command;
         var operation = new NewOperation(Guid.CreateVersion7(now), submission.Caller.Tenant, command.Kind, submission.Payload,
-            command.MaxAttempts ?? options.Value.DefaultMaxAttempts, submission.TraceParent, submission.IdempotencyKey, submission.RequestHash);
+            command.MaxAttempts ?? options.Value.DefaultMaxAttempts, submission.TraceParent, submission.IdempotencyKey, submission.RequestHash,
+            submission.ScheduledAt is { } scheduled && scheduled > now.UtcDateTime ? scheduled : null);
 
         // Registered before the insert, so a completion that races the answer is not missed.
         var waiter = submission.Wait > TimeSpan.Zero ? waiting.Register(operation.Id) : null;

@@ -112,7 +112,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
             RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
                       o.next_attempt_at, o.locked_by, o.locked_until, o.cancel_requested, o.progress::text AS progress,
-                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version
+                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version, o.scheduled_at
             """;
         int count = completions.Count;
         var ids = new Guid[count];
@@ -150,7 +150,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             SELECT locked.id, locked.owner, locked.kind, locked.status, locked.result, locked.error, locked.attempts,
                    locked.max_attempts, locked.next_attempt_at, locked.locked_by, locked.locked_until, locked.cancel_requested,
                    locked.progress, locked.trace_parent, locked.created_at, locked.updated_at, locked.completed_at,
-                   locked.started_at, locked.version
+                   locked.started_at, locked.version, locked.scheduled_at
             FROM locked JOIN unnest(@ids, @attempts, @results) AS u(id, attempt, result) ON u.id = locked.id
             WHERE locked.status = 'succeeded' AND locked.attempts = u.attempt AND locked.result_value = CAST(u.result AS jsonb)
             """;

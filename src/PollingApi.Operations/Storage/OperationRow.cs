@@ -31,14 +31,15 @@ internal static class OperationColumns
     public const string All = """
         id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
         idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
-        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version
+        cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version,
+        scheduled_at
         """;
 
     /// <summary>What an answer shows: everything but the submitted payload and the idempotency key's request hash.</summary>
     public const string View = """
         id, owner, kind, status, result::text AS result, error::text AS error, attempts, max_attempts, next_attempt_at,
         locked_by, locked_until, cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at,
-        started_at, version
+        started_at, version, scheduled_at
         """;
 }
 
@@ -67,6 +68,7 @@ internal sealed record OperationRow
     public DateTime? CompletedAt { get; init; }
     public DateTime? StartedAt { get; init; }
     public int Version { get; init; }
+    public DateTime? ScheduledAt { get; init; }
 }
 
 /// <summary>What operators see of one kind (see <see cref="OperationStore.ReadKindActivityAsync"/>).</summary>
@@ -175,7 +177,8 @@ internal sealed record NewOperation(
     int MaxAttempts,
     string? TraceParent,
     string? IdempotencyKey = null,
-    byte[]? RequestHash = null);
+    byte[]? RequestHash = null,
+    DateTime? ScheduledAt = null);
 
 /// <summary>A new operation for <see cref="OperationStore.InsertManyAsync"/>: pending, or claimed at once by <see cref="ClaimedBy"/>.</summary>
 internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt, string? ClaimedBy)
@@ -190,7 +193,8 @@ internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedA
         Payload = Operation.Payload,
         Attempts = ClaimedBy is null ? 0 : 1,
         MaxAttempts = Operation.MaxAttempts,
-        NextAttemptAt = CreatedAt,
+        NextAttemptAt = Operation.ScheduledAt ?? CreatedAt,
+        ScheduledAt = Operation.ScheduledAt,
         LockedBy = ClaimedBy,
         LockedUntil = ClaimedBy is null ? null : CreatedAt + leaseDuration,
         TraceParent = Operation.TraceParent,

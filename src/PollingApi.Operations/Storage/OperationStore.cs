@@ -33,9 +33,9 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     {
         const string Sql = $"""
             INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                    trace_parent, idempotency_key, request_hash, created_at, updated_at)
-            VALUES (@Id, @Owner, @Kind, 'pending', CAST(@Payload AS jsonb), 0, @MaxAttempts, @Now,
-                    @TraceParent, @IdempotencyKey, @RequestHash, @Now, @Now)
+                                    trace_parent, idempotency_key, request_hash, created_at, updated_at, scheduled_at)
+            VALUES (@Id, @Owner, @Kind, 'pending', CAST(@Payload AS jsonb), 0, @MaxAttempts, coalesce(@ScheduledAt, @Now),
+                    @TraceParent, @IdempotencyKey, @RequestHash, @Now, @Now, @ScheduledAt)
             ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {Columns}
             """;
@@ -50,6 +50,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             operation.TraceParent,
             operation.IdempotencyKey,
             operation.RequestHash,
+            operation.ScheduledAt,
             Now = now,
         }, cancellationToken: cancellationToken))).ConfigureAwait(false);
     }
@@ -59,13 +60,13 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     // key for a first insert that is still committing, and returns the ids it stored.
     private const string InsertManySql = """
         INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                locked_by, locked_until, started_at, trace_parent, created_at, updated_at)
+                                locked_by, locked_until, started_at, trace_parent, created_at, updated_at, scheduled_at)
         SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
-               CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, created_at,
+               CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, coalesce(scheduled_at, created_at),
                locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
-               CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at
-        FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt)
-             AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at)
+               CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at, scheduled_at
+        FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt, @scheduledAt)
+             AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at, scheduled_at)
         """;
 
     private const string InsertMissingSql = InsertManySql + """
@@ -123,6 +124,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         var lockedBy = new string?[count];
         var traceParents = new string?[count];
         var createdAt = new DateTime[count];
+        var scheduledAt = new DateTime?[count];
         for (int i = 0; i < count; i++)
         {
             var insert = inserts[i];
@@ -134,6 +136,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             lockedBy[i] = insert.ClaimedBy;
             traceParents[i] = insert.Operation.TraceParent;
             createdAt[i] = insert.CreatedAt;
+            scheduledAt[i] = insert.Operation.ScheduledAt;
         }
 
         var command = new NpgsqlCommand(sql, connection);
@@ -145,6 +148,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]>("lockedBy", lockedBy) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
+        command.Parameters.Add(new NpgsqlParameter<DateTime?[]>("scheduledAt", scheduledAt) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz });
         command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
         return command;
     }
