@@ -65,6 +65,16 @@ public sealed class OperationsOptions
     /// </summary>
     public TimeSpan EventHeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How many operations of one tenant may run at once across all nodes; null (the default) sets no cap. With a cap
+    /// (here or in <see cref="TenantMaxConcurrencyOverrides"/>), claims count what is running and take turns on one lock,
+    /// and no operation is claimed at insert.
+    /// </summary>
+    public int? TenantMaxConcurrency { get; set; }
+
+    /// <summary>Caps for named tenants, replacing <see cref="TenantMaxConcurrency"/> for them.</summary>
+    public Dictionary<string, int> TenantMaxConcurrencyOverrides { get; } = new(StringComparer.Ordinal);
+
     /// <summary>How far ahead <c>Operation-Scheduled-At</c> may be.</summary>
     public TimeSpan MaxScheduleAhead { get; set; } = TimeSpan.FromDays(30);
 
@@ -136,6 +146,13 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
 
         Require(options.MaxUnfinishedPerTenant >= 0,
             $"Operations:MaxUnfinishedPerTenant must be 0 (no cap) or more, not {options.MaxUnfinishedPerTenant}.");
+        Require(options.TenantMaxConcurrency is null or >= 1,
+            $"Operations:TenantMaxConcurrency must be 1 or more, or not set (no cap), not {options.TenantMaxConcurrency}.");
+        foreach (var (tenant, cap) in options.TenantMaxConcurrencyOverrides)
+        {
+            Require(cap >= 1, $"Operations:TenantMaxConcurrencyOverrides:{tenant} must be 1 or more, not {cap}.");
+        }
+
         Require(options.MaxWait >= TimeSpan.Zero && options.MaxWait <= TimeSpan.FromMinutes(10),
             $"Operations:MaxWait must be 00:00:00 to 00:10:00, not {options.MaxWait}.");
         Require(options.MaxScheduleAhead >= TimeSpan.FromMinutes(1) && options.MaxScheduleAhead <= TimeSpan.FromDays(365),

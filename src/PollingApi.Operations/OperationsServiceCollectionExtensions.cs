@@ -91,6 +91,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<AttemptOutcomes>();
         services.AddSingleton<AttemptRunner>();
         services.AddSingleton<ClaimLoop>();
+        services.AddSingleton<KindSettingsStore>();
+        services.AddSingleton<KindSettingsCache>();
         services.AddSingleton<LeaseKeeper>();
         services.AddSingleton<OperationWorker>();
 
@@ -104,6 +106,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<OperationQueries>();
         services.AddSingleton<Http.AdminStatsReader>();
         services.AddSingleton<OperationChanges>();
+        services.AddSingleton<OperationKinds>();
         services.AddSingleton<OperationInserter>();
         services.AddSingleton<OperationSubmitter>();
         services.AddSingleton<OperationStatistics>();
@@ -120,6 +123,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<OperationNotifier>());
         services.AddSingleton<OperationNotificationListener>();
         services.AddHostedService(sp => sp.GetRequiredService<OperationNotificationListener>());
+        services.AddSingleton<KindSettingsRefresher>();
+        services.AddHostedService(sp => sp.GetRequiredService<KindSettingsRefresher>());
         services.AddQuartz(quartz => ConfigureJobs(quartz, settings));
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
         // The host must give the worker its whole drain time (and the release after it) before it gives up.

@@ -12,6 +12,9 @@ public static class ProblemTypes
     public const string InvalidOperationId = Prefix + "invalid-operation-id";
     public const string OperationNotFound = Prefix + "operation-not-found";
     public const string RouteNotFound = Prefix + "not-found";
+
+    /// <summary>No command of the kind named in an admin route is registered.</summary>
+    public const string KindNotFound = Prefix + "kind-not-found";
     public const string MethodNotAllowed = Prefix + "method-not-allowed";
     public const string BadRequest = Prefix + "bad-request";
     public const string DatabaseUnavailable = Prefix + "database-unavailable";
@@ -24,6 +27,9 @@ public static class ProblemTypes
 
     /// <summary>The Operation-Scheduled-At header is not an RFC 3339 instant, or is further ahead than allowed.</summary>
     public const string InvalidScheduledAt = Prefix + "invalid-scheduled-at";
+
+    /// <summary>The Operation-Priority header is not one digit from 0 to 9.</summary>
+    public const string InvalidPriority = Prefix + "invalid-priority";
     public const string OperationExpired = Prefix + "operation-expired";
     public const string OperationStateConflict = Prefix + "operation-state-conflict";
     public const string InternalError = Prefix + "internal-error";
@@ -54,6 +60,9 @@ public static class ProblemTypes
 
     /// <summary>An attempt failed with a transient error (in an operation's attempt history; the operation is retried).</summary>
     public const string AttemptFailed = Prefix + "attempt-failed";
+
+    /// <summary>An attempt ran longer than its kind's attempt timeout and was cancelled; retried while attempts are left.</summary>
+    public const string AttemptTimedOut = Prefix + "attempt-timed-out";
 
     /// <summary>An attempt's node stopped before it finished (in an operation's attempt history; the attempt is not counted).</summary>
     public const string AttemptInterrupted = Prefix + "attempt-interrupted";

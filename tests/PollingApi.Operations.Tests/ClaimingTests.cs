@@ -2,6 +2,7 @@ using Dapper;
 using Npgsql;
 using PollingApi.Operations.Tests.Infrastructure;
 using PollingApi.Operations.Model;
+using PollingApi.Operations.Storage;
 
 namespace PollingApi.Operations.Tests;
 
@@ -113,18 +114,40 @@ public sealed class ClaimingTests
         Assert.Equal(168, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'pending'"));
     }
 
-    [Fact]
-    public async Task ClaimingUsesThePartialIndexOfPendingRows()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ClaimingReadsOnlyThePartialIndexOfQueuedRows(bool capped)
     {
         await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "planner");
         await using var connection = new NpgsqlConnection(host.ConnectionString);
         await connection.OpenAsync();
         await connection.ExecuteAsync("SET enable_seqscan = off");
-        string plan = string.Join('\n', await connection.QueryAsync<string>("""
-            EXPLAIN SELECT id FROM operations WHERE status = 'pending' AND next_attempt_at <= now()
-            ORDER BY next_attempt_at LIMIT 10 FOR UPDATE SKIP LOCKED
-            """));
-        Assert.Contains("operations_claimable_idx", plan, StringComparison.Ordinal);
+        await using var explain = new NpgsqlCommand("EXPLAIN " + (capped ? AttemptStore.CappedClaimSql : AttemptStore.ClaimSql), connection);
+        var now = TimeProvider.System.GetUtcNow().UtcDateTime;
+        var rules = new ClaimRules(["paused.kind"], ["test.run"], [2], 4, ["big"], [8]);
+        explain.Parameters.AddWithValue("nodeId", "planner");
+        explain.Parameters.AddWithValue("limit", 8);
+        explain.Parameters.AddWithValue("now", now);
+        explain.Parameters.AddWithValue("leaseUntil", now.AddSeconds(30));
+        explain.Parameters.AddWithValue("paused", rules.PausedKinds);
+        explain.Parameters.AddWithValue("cappedKinds", rules.CappedKinds);
+        explain.Parameters.AddWithValue("kindCaps", rules.KindCaps);
+        explain.Parameters.AddWithValue("tenantCap", rules.TenantCap!);
+        explain.Parameters.AddWithValue("capTenants", rules.CapTenants);
+        explain.Parameters.AddWithValue("tenantCaps", rules.TenantCaps);
+        var lines = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetString(0));
+            }
+        }
+
+        string plan = string.Join('\n', lines);
+        Assert.Contains("operations_queue_idx", plan, StringComparison.Ordinal);
+        Assert.DoesNotContain("Seq Scan on operations", plan, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -57,7 +57,7 @@ public sealed class CommitOutcomeTests
         using var proxy = TcpProxy.InFrontOf(database, out string proxied);
         await using var host = await EngineHost.StartAsync(proxied, "claimer");
         var submitted = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
-        var broken = proxy.ArmFault(TcpProxy.Containing("WITH claimable AS MATERIALIZED"), FaultMoment.AfterTheCommit);
+        var broken = proxy.ArmFault(TcpProxy.Containing("WITH RECURSIVE queues AS"), FaultMoment.AfterTheCommit);
 
         using var stop = new CancellationTokenSource();
         var pump = host.Worker.RunAsync(stop.Token);

@@ -50,6 +50,7 @@ internal static class CommandEndpoint
             .WithMetadata(RequestHeaders.IdempotencyKey)
             .WithMetadata(RequestHeaders.Prefer)
             .WithMetadata(RequestHeaders.ScheduledAt)
+            .WithMetadata(RequestHeaders.Priority)
             .Responds(StatusCodes.Status200OK,
                 "The operation finished within the time asked for with Prefer: wait (or, with an Idempotency-Key, an earlier request's operation is done).",
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.ETag, ResponseHeaders.PreferenceApplied,
@@ -59,7 +60,7 @@ internal static class CommandEndpoint
                 ResponseHeaders.Location, ResponseHeaders.OperationLocation, ResponseHeaders.RetryAfter, ResponseHeaders.ETag,
                 ResponseHeaders.IdempotentReplayed)
             .Responds(StatusCodes.Status400BadRequest,
-                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), the Idempotency-Key is invalid (invalid-idempotency-key), or Operation-Scheduled-At is not an instant within the allowed horizon (invalid-scheduled-at).")
+                "The body is not valid JSON (malformed-json), breaks a rule (validation-failed, with errors per field), the Idempotency-Key is invalid (invalid-idempotency-key), Operation-Scheduled-At is not an instant within the allowed horizon (invalid-scheduled-at), or Operation-Priority is not a digit 0 to 9 (invalid-priority).")
             .RespondsWithProblem(StatusCodes.Status422UnprocessableEntity,
                 "The Idempotency-Key was already used for a different request (idempotency-key-reused).")
             .RespondsWithProblem(StatusCodes.Status429TooManyRequests,
@@ -112,6 +113,18 @@ internal static class CommandEndpoint
             scheduledAt = utc.AddTicks(-(utc.Ticks % 10));
         }
 
+        short? priority = null;
+        if (http.Request.Headers.TryGetValue(PriorityHeader, out var priorityValues))
+        {
+            if (priorityValues is not [{ Length: 1 } digit] || digit[0] is < '0' or > '9')
+            {
+                return Problems.Create(StatusCodes.Status400BadRequest, ProblemTypes.InvalidPriority, "Operation-Priority is not a priority.",
+                    "Send one digit from 0 (lowest) to 9 (highest); without the header the kind's priority applies.");
+            }
+
+            priority = (short)(digit[0] - '0');
+        }
+
         var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken).ConfigureAwait(false);
         if (body.Problem is not null)
         {
@@ -149,8 +162,8 @@ internal static class CommandEndpoint
         string payload = JsonSerializer.Serialize(request, OperationJson.Options);
         var wait = PreferHeader.Wait(http.Request.Headers, options.MaxWait);
         var submission = new Submission(CallerClaims.Caller(http.User), command, payload, idempotencyKey,
-            idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload, scheduledAt), wait, Activity.Current?.Id,
-            scheduledAt);
+            idempotencyKey is null ? null : RequestHash(http.Request.Method, command.Route, payload, scheduledAt, priority), wait, Activity.Current?.Id,
+            scheduledAt, priority);
         var submitted = await submitter.SubmitAsync(submission, cancellationToken).ConfigureAwait(false);
         switch (submitted.Status)
         {
@@ -189,11 +202,23 @@ internal static class CommandEndpoint
         key is { Length: >= 1 and <= 255 } && key.All(c => c is >= ' ' and <= '~');
 
     /// <summary>What makes two submits "the same request": method, route and the canonical (re-serialised) body.</summary>
-    // A schedule is part of the request: the same key with another schedule is another request (422).
-    private static byte[] RequestHash(string method, string route, string canonicalPayload, DateTime? scheduledAt) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes(scheduledAt is { } at
-            ? $"{method}\n{route}\n{canonicalPayload}\n{at.Ticks.ToString(CultureInfo.InvariantCulture)}"
-            : $"{method}\n{route}\n{canonicalPayload}"));
+    // A schedule and a priority are part of the request: the same key with another schedule or priority is another
+    // request (422). Without them the hash is what it always was.
+    private static byte[] RequestHash(string method, string route, string canonicalPayload, DateTime? scheduledAt, short? priority)
+    {
+        string text = $"{method}\n{route}\n{canonicalPayload}";
+        if (scheduledAt is { } at)
+        {
+            text += $"\n{at.Ticks.ToString(CultureInfo.InvariantCulture)}";
+        }
+
+        if (priority is { } p)
+        {
+            text += $"\npriority={p.ToString(CultureInfo.InvariantCulture)}";
+        }
+
+        return SHA256.HashData(Encoding.UTF8.GetBytes(text));
+    }
 
     private static bool TryParseInstant(string? value, out DateTimeOffset instant)
     {
@@ -206,6 +231,8 @@ internal static class CommandEndpoint
     }
 
     private const string ScheduledAtHeader = "Operation-Scheduled-At";
+
+    private const string PriorityHeader = "Operation-Priority";
 
     private readonly record struct Body(ReadOnlyMemory<byte> Bytes, ProblemHttpResult? Problem);
 

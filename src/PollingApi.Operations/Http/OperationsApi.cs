@@ -212,6 +212,43 @@ public static class OperationsApi
             .Responds(StatusCodes.Status400BadRequest, "The body or a filter is invalid.")
             .RespondsToCallers(OperationScopes.Admin)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, ChangeUnavailable, ResponseHeaders.RetryAfter);
+        admin.MapGet("/kinds", AdminKinds.ListAsync)
+            .WithName("ListKinds")
+            .WithSummary("Every kind's run-time settings")
+            .WithDescription("""
+                Every registered kind with its settings: paused, the cluster-wide cap on running operations, the attempt
+                timeout and the default priority. A kind no operator has changed shows the defaults.
+                """)
+            .Responds(StatusCodes.Status200OK, "The kinds, in kind order.")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+        admin.MapGet("/kinds/{kind}", AdminKinds.GetAsync)
+            .WithName("GetKind")
+            .WithSummary("One kind's run-time settings")
+            .Responds(StatusCodes.Status200OK, "The kind's settings.")
+            .RespondsWithProblem(StatusCodes.Status404NotFound, "No command of this kind is registered (kind-not-found).")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, Unavailable, ResponseHeaders.RetryAfter);
+        admin.MapPut("/kinds/{kind}", AdminKinds.PutAsync)
+            .WithName("PutKind")
+            .WithSummary("Change a kind's settings at run time")
+            .WithDescription("""
+                Replaces the kind's settings (a field left out takes its default), stored in the database and in effect on
+                every node within moments, without a restart:
+                - `paused`: no operation of the kind is claimed (submits are still accepted and wait); `false` resumes at once.
+                - `maxConcurrency`: at most this many operations of the kind run at once, counted across all nodes (claims
+                  of capped kinds take turns on one database lock). Operations of a capped kind are never claimed at insert.
+                - `attemptTimeoutSeconds`: an attempt running longer has its handler's token fired and ends as a transient
+                  failure `attempt-timed-out` (retried while attempts are left, shown in the attempt history). A handler
+                  that ignores its token stops having its lease renewed: the lease expires, another attempt takes over, and
+                  whatever the first one writes afterwards is refused. Applies to attempts that start after the change.
+                - `priority`: 0 to 9, the priority of operations submitted without `Operation-Priority` from now on.
+                """)
+            .Responds(StatusCodes.Status200OK, "The kind's settings as stored.")
+            .Responds(StatusCodes.Status400BadRequest, "The body or a field is invalid (validation-failed, with errors per field).")
+            .RespondsWithProblem(StatusCodes.Status404NotFound, "No command of this kind is registered (kind-not-found).")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, ChangeUnavailable, ResponseHeaders.RetryAfter);
         admin.MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")

@@ -49,6 +49,11 @@ internal static class RequestHeaders
         "An RFC 3339 instant (e.g. 2026-12-01T08:00:00Z): the operation is stored pending and no worker starts it before then. " +
         "An instant in the past runs now; further ahead than Operations:MaxScheduleAhead (30 days) is a 400.", 64);
 
+    public static readonly RequestHeaderDocumentation Priority = new("Operation-Priority",
+        "0 (lowest) to 9 (highest); without it, the kind's priority (5 unless an operator set another). Among due operations " +
+        "a higher priority is claimed first, by one minute of waiting per level: an operation that has waited longer than that " +
+        "still goes first, so a low priority waits but never starves.", 1);
+
     public static readonly RequestHeaderDocumentation LastEventId = new("Last-Event-ID",
         "The id of the last event received (what EventSource sends when it reconnects): the stream sends only what is newer.", 40);
 

@@ -13,6 +13,7 @@ internal sealed class OperationInserter(
     OperationBatchWriter batchWriter,
     CommitOutcomeResolver resolver,
     OperationWorker worker,
+    KindSettingsCache kindSettings,
     WorkerContext context)
 {
     private const string KeyedSubmit = "a submit with an idempotency key";
@@ -24,8 +25,10 @@ internal sealed class OperationInserter(
     /// </summary>
     public async Task<OperationRow> InsertAsync(NewOperation operation, DateTime createdAt, CancellationToken cancellationToken)
     {
-        // A scheduled operation waits for its time in the table like any pending one.
-        bool claim = (operation.ScheduledAt is not { } scheduled || scheduled <= createdAt) && worker.TryPromiseSlot();
+        // A scheduled operation waits for its time in the table like any pending one; so does one a claim must count
+        // against a cap, or must not take (its kind paused).
+        bool claim = (operation.ScheduledAt is not { } scheduled || scheduled <= createdAt) && kindSettings.AllowsClaimAtInsert(operation.Kind)
+                     && worker.TryPromiseSlot();
         var insert = new OperationInsert(operation, createdAt, claim ? context.NodeId : null);
         bool committed = false;
         try

@@ -4,6 +4,7 @@ using Npgsql;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Telemetry;
+using PollingApi.Operations.Worker;
 
 namespace PollingApi.Operations.Lifecycle;
 
@@ -19,6 +20,7 @@ internal sealed partial class OperationNotificationListener(
     OperationSignals signals,
     FinishedOperationCache finishedOperations,
     NodeIdentity node,
+    KindSettingsRefresher kindSettings,
     TimeProvider timeProvider,
     OperationMetrics metrics,
     ILogger<OperationNotificationListener> logger) : BackgroundService
@@ -81,7 +83,7 @@ internal sealed partial class OperationNotificationListener(
         connection.Notification += (_, notification) => Dispatch(notification.Channel, notification.Payload);
         await using (var listen = new NpgsqlCommand(
             $"LISTEN {OperationNotifier.DoneChannel}; LISTEN {OperationNotifier.CancelChannel}; LISTEN {OperationNotifier.PendingChannel}; " +
-            $"LISTEN {OperationNotifier.ForgetChannel}; LISTEN {OperationNotifier.ChangedChannel}", connection))
+            $"LISTEN {OperationNotifier.ForgetChannel}; LISTEN {OperationNotifier.ChangedChannel}; LISTEN {KindSettingsStore.ChangedChannel}", connection))
         {
             await listen.ExecuteNonQueryAsync(stoppingToken).ConfigureAwait(false);
         }
@@ -95,6 +97,7 @@ internal sealed partial class OperationNotificationListener(
         _listenedBefore = true;
         // Anything that happened while no one was listening: let waiters read again, and look for work.
         signals.MayHaveMissedChanges();
+        kindSettings.RequestRefresh();
         finishedOperations.Start();
         try
         {
@@ -130,6 +133,12 @@ internal sealed partial class OperationNotificationListener(
                 signals.PendingElsewhere();
             }
 
+            return;
+        }
+
+        if (channel == KindSettingsStore.ChangedChannel)
+        {
+            kindSettings.RequestRefresh();
             return;
         }
 

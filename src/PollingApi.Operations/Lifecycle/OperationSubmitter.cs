@@ -3,12 +3,13 @@ using Npgsql;
 using PollingApi.Operations.Model;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Telemetry;
+using PollingApi.Operations.Worker;
 
 namespace PollingApi.Operations.Lifecycle;
 
 /// <summary>A validated command to store: its kind, its canonical payload and what the request asked for.</summary>
 internal sealed record Submission(OperationCaller Caller, CommandDescriptor Command, string Payload, string? IdempotencyKey, byte[]? RequestHash, TimeSpan Wait,
-    string? TraceParent, DateTime? ScheduledAt = null);
+    string? TraceParent, DateTime? ScheduledAt = null, short? Priority = null);
 
 internal enum SubmitStatus
 {
@@ -39,6 +40,7 @@ internal sealed class OperationSubmitter(
     OperationWaiting waiting,
     TenantQuota quota,
     OperationMetrics metrics,
+    KindSettingsCache kindSettings,
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider)
 {
@@ -55,7 +57,8 @@ internal sealed class OperationSubmitter(
         var command = submission.Command;
         var operation = new NewOperation(Guid.CreateVersion7(now), submission.Caller.Tenant, command.Kind, submission.Payload,
             command.MaxAttempts ?? options.Value.DefaultMaxAttempts, submission.TraceParent, submission.IdempotencyKey, submission.RequestHash,
-            submission.ScheduledAt is { } scheduled && scheduled > now.UtcDateTime ? scheduled : null);
+            submission.ScheduledAt is { } scheduled && scheduled > now.UtcDateTime ? scheduled : null,
+            submission.Priority ?? (short)kindSettings.For(command.Kind).Priority);
 
         // Registered before the insert, so a completion that races the answer is not missed.
         var waiter = submission.Wait > TimeSpan.Zero ? waiting.Register(operation.Id) : null;

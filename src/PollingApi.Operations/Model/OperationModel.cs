@@ -52,6 +52,12 @@ internal static class OperationErrors
     public static readonly string Interrupted = Json(ProblemTypes.AttemptInterrupted, "The attempt's node stopped before it finished.",
         "The node's drain time ran out during a shutdown; the operation went back to pending without counting this attempt.");
 
+    /// <summary>An attempt's entry in the history (and, on the last attempt, the operation's error) when it ran out of time.</summary>
+    public static string AttemptTimedOut(int timeoutSeconds, bool last) => Json(ProblemTypes.AttemptTimedOut, "The attempt ran out of time.",
+        last
+            ? $"The last attempt ran longer than the kind's attempt timeout of {timeoutSeconds} s and was cancelled; no attempts are left."
+            : $"The attempt ran longer than the kind's attempt timeout of {timeoutSeconds} s and was cancelled; the operation is retried after a backoff.");
+
     public static string Json(string type, string title, string? detail) =>
         JsonSerializer.Serialize(new OperationError(type, title, detail), OperationJson.Options);
 }

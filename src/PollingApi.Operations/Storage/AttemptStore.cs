@@ -24,41 +24,131 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     static AttemptStore() => RowMapping.EnsureRegistered();
 
     /// <summary>
-    /// Claims up to <paramref name="limit"/> due pending operations for <paramref name="nodeId"/> in one
-    /// statement. Rows another claimer holds are skipped, not waited for.
+    /// Claims up to <paramref name="limit"/> due pending operations for <paramref name="nodeId"/> in one statement, taking
+    /// turns between tenants and keeping to the <paramref name="rules"/> (paused kinds, cluster-wide caps). Rows another
+    /// claimer holds are skipped, not waited for.
     /// </summary>
     /// <remarks>
-    /// The locking subquery is a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
-    /// a nested-loop semi join can run the subquery once per outer row and claim far more than <c>n</c> rows.
-    /// The outer WHERE names only the id: the CTE's row locks already guarantee the rows are pending (a locked row's
-    /// condition is rechecked when the lock is taken), and a status condition there lets the planner scan the whole
-    /// partial index of pending rows instead of looking each id up by primary key.
+    /// <para>The pending operations form one queue per tenant and kind (the index <c>operations_queue_idx</c>), each in
+    /// claim order: due time moved earlier by its priority (<c>operations_claim_key</c>). The statement finds the queues by
+    /// skipping through the index (one descent per queue), takes the head of each, and hands out turns: every tenant's
+    /// first candidate, then every tenant's second, and so on, earliest claim key first within a turn. One tenant's backlog
+    /// of thousands therefore delays another tenant's first operation by one claim at most.</para>
+    /// <para>With caps, the claims of all nodes take turns on one advisory lock, and each counts what is running only
+    /// after it holds the lock: two nodes never both see the last free place of a cap.</para>
+    /// <para>The locking subqueries sit in a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
+    /// a nested-loop semi join can run them once per outer row and claim far more than <c>n</c> rows. The outer WHERE
+    /// names only the id: the row locks already guarantee the rows are pending (a locked row's condition is rechecked when
+    /// the lock is taken), and a status condition there lets the planner scan the partial index instead of looking each
+    /// id up by primary key.</para>
     /// </remarks>
     public async Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
-        CancellationToken cancellationToken)
+        ClaimRules rules, CancellationToken cancellationToken)
     {
-        const string Sql = """
-            WITH claimable AS MATERIALIZED (
-                SELECT id FROM operations
-                WHERE status = 'pending' AND next_attempt_at <= @now
-                ORDER BY next_attempt_at
-                LIMIT @limit
-                FOR UPDATE SKIP LOCKED)
-            UPDATE operations AS o
-            SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
-                started_at = @now, updated_at = @now, version = o.version + 1
-            FROM claimable
-            WHERE o.id = claimable.id
-            RETURNING o.id, o.owner, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
-            """;
+        ArgumentNullException.ThrowIfNull(rules);
+        var parameters = new
+        {
+            nodeId, limit, now, leaseUntil, paused = rules.PausedKinds, cappedKinds = rules.CappedKinds, kindCaps = rules.KindCaps,
+            tenantCap = rules.TenantCap, capTenants = rules.CapTenants, tenantCaps = rules.TenantCaps,
+        };
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var claimed = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<ClaimedOperation>(new CommandDefinition(Sql,
-            new { nodeId, limit, now, leaseUntil }, cancellationToken: cancellationToken))).ConfigureAwait(false);
-        return claimed.AsList();
+        if (!rules.HasCaps)
+        {
+            var claimed = await WriteFailure.SentOnAsync(connection, c => c.QueryAsync<ClaimedOperation>(new CommandDefinition(ClaimSql,
+                parameters, cancellationToken: cancellationToken))).ConfigureAwait(false);
+            return claimed.AsList();
+        }
+
+        return await WriteFailure.SentOnAsync(connection, async c =>
+        {
+            await using var transaction = await c.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await c.ExecuteAsync(new CommandDefinition("SELECT pg_advisory_xact_lock(@key)", new { key = CappedClaimLockKey }, transaction,
+                cancellationToken: cancellationToken)).ConfigureAwait(false);
+            var claimed = (await c.QueryAsync<ClaimedOperation>(new CommandDefinition(CappedClaimSql, parameters, transaction,
+                cancellationToken: cancellationToken)).ConfigureAwait(false)).AsList();
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return (IReadOnlyList<ClaimedOperation>)claimed;
+        }).ConfigureAwait(false);
     }
 
+    /// <summary>Claims as <see cref="ClaimAsync(string, int, DateTime, DateTime, ClaimRules, CancellationToken)"/> with no rules.</summary>
+    public Task<IReadOnlyList<ClaimedOperation>> ClaimAsync(string nodeId, int limit, DateTime now, DateTime leaseUntil,
+        CancellationToken cancellationToken) =>
+        ClaimAsync(nodeId, limit, now, leaseUntil, ClaimRules.None, cancellationToken);
+
+    private const long CappedClaimLockKey = 0x506f6c6c_43617073;
+
+    // The queues with pending rows, one index descent each, and the first due, unlocked rows of each (paused kinds left
+    // out), ranked within their queue and then within their tenant.
+    private const string CandidatesSql = """
+        WITH RECURSIVE queues AS (
+            (SELECT owner, kind FROM operations WHERE status = 'pending' ORDER BY owner, kind LIMIT 1)
+            UNION ALL
+            SELECT next.owner, next.kind
+            FROM queues AS q CROSS JOIN LATERAL (
+                SELECT owner, kind FROM operations
+                WHERE status = 'pending' AND (owner, kind) > (q.owner, q.kind)
+                ORDER BY owner, kind
+                LIMIT 1) AS next),
+        candidates AS MATERIALIZED (
+            SELECT c.id, q.owner, q.kind, c.claim_key,
+                   row_number() OVER (PARTITION BY q.owner, q.kind ORDER BY c.claim_key) AS queue_turn
+            FROM queues AS q CROSS JOIN LATERAL (
+                SELECT id, operations_claim_key(next_attempt_at, priority) AS claim_key FROM operations
+                WHERE status = 'pending' AND owner = q.owner AND kind = q.kind AND next_attempt_at <= @now
+                ORDER BY operations_claim_key(next_attempt_at, priority)
+                LIMIT @limit
+                FOR UPDATE SKIP LOCKED) AS c
+            WHERE q.kind <> ALL(@paused)),
+        turns AS (
+            SELECT id, owner, kind, claim_key, row_number() OVER (PARTITION BY owner ORDER BY queue_turn, claim_key) AS turn
+            FROM candidates),
+        """;
+
+    private const string ClaimUpdateSql = """
+        UPDATE operations AS o
+        SET status = 'running', attempts = o.attempts + 1, locked_by = @nodeId, locked_until = @leaseUntil,
+            started_at = @now, updated_at = @now, version = o.version + 1
+        FROM picked
+        WHERE o.id = picked.id
+        RETURNING o.id, o.owner, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
+        """;
+
+    internal const string ClaimSql = CandidatesSql + """
+        picked AS (SELECT id FROM turns ORDER BY turn, claim_key LIMIT @limit)
+
+        """ + ClaimUpdateSql;
+
+    // The caps, counted under the advisory lock: a kind's candidates beyond its free places are dropped (tenants still
+    // taking turns), then a tenant's beyond its own.
+    internal const string CappedClaimSql = CandidatesSql + """
+        busy AS MATERIALIZED (SELECT owner, kind FROM operations WHERE status = 'running'),
+        kind_room AS (
+            SELECT cap.kind, cap.max_concurrency - (SELECT count(*) FROM busy WHERE busy.kind = cap.kind) AS room
+            FROM unnest(@cappedKinds::text[], @kindCaps::int[]) AS cap(kind, max_concurrency)),
+        within_kinds AS (
+            SELECT t.id, t.owner, t.turn, t.claim_key
+            FROM (SELECT turns.*, row_number() OVER (PARTITION BY kind ORDER BY turn, claim_key) AS kind_turn FROM turns) AS t
+            LEFT JOIN kind_room AS r ON r.kind = t.kind
+            WHERE r.room IS NULL OR t.kind_turn <= r.room),
+        tenant_room AS (
+            SELECT owners.owner,
+                   coalesce((SELECT cap.max_concurrency FROM unnest(@capTenants::text[], @tenantCaps::int[]) AS cap(tenant, max_concurrency)
+                             WHERE cap.tenant = owners.owner), @tenantCap::int)
+                   - (SELECT count(*) FROM busy WHERE busy.owner = owners.owner) AS room
+            FROM (SELECT DISTINCT owner FROM within_kinds) AS owners),
+        picked AS (
+            SELECT t.id
+            FROM (SELECT within_kinds.*, row_number() OVER (PARTITION BY owner ORDER BY turn, claim_key) AS tenant_turn FROM within_kinds) AS t
+            JOIN tenant_room AS r ON r.owner = t.owner
+            WHERE r.room IS NULL OR t.tenant_turn <= r.room
+            ORDER BY t.turn, t.claim_key
+            LIMIT @limit)
+
+        """ + ClaimUpdateSql;
+
     /// <summary>
-    /// Settles a <see cref="ClaimAsync"/> whose commit outcome is unknown: the operations that claim took, found by the
+    /// Settles a <see cref="ClaimAsync(string, int, DateTime, DateTime, ClaimRules, CancellationToken)"/> whose commit outcome is unknown: the operations that claim took, found by the
     /// node and the lease expiry it wrote (each claim writes its own). Empty when it was not committed.
     /// </summary>
     public async Task<IReadOnlyList<ClaimedOperation>> FindClaimedAsync(string nodeId, DateTime leaseUntil, CancellationToken cancellationToken)
@@ -112,7 +202,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             WHERE o.id = u.id AND o.locked_by = u.node_id AND o.attempts = u.attempt
             RETURNING o.id, o.owner, o.kind, o.status, o.result::text AS result, o.error::text AS error, o.attempts, o.max_attempts,
                       o.next_attempt_at, o.locked_by, o.locked_until, o.cancel_requested, o.progress::text AS progress,
-                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version, o.scheduled_at
+                      o.trace_parent, o.created_at, o.updated_at, o.completed_at, o.started_at, o.version, o.scheduled_at, o.priority
             """;
         int count = completions.Count;
         var ids = new Guid[count];
@@ -150,7 +240,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             SELECT locked.id, locked.owner, locked.kind, locked.status, locked.result, locked.error, locked.attempts,
                    locked.max_attempts, locked.next_attempt_at, locked.locked_by, locked.locked_until, locked.cancel_requested,
                    locked.progress, locked.trace_parent, locked.created_at, locked.updated_at, locked.completed_at,
-                   locked.started_at, locked.version, locked.scheduled_at
+                   locked.started_at, locked.version, locked.scheduled_at, locked.priority
             FROM locked JOIN unnest(@ids, @attempts, @results) AS u(id, attempt, result) ON u.id = locked.id
             WHERE locked.status = 'succeeded' AND locked.attempts = u.attempt AND locked.result_value = CAST(u.result AS jsonb)
             """;
@@ -205,7 +295,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     /// cancellation was requested meanwhile. False when the lease was lost meanwhile.
     /// </summary>
     public async Task<bool> ScheduleRetryAsync(Guid id, string nodeId, int attempt, DateTime nextAttemptAt, DateTime now,
-        string cancelledErrorJson, string attemptErrorJson, CancellationToken cancellationToken)
+        string cancelledErrorJson, string attemptErrorJson, CancellationToken cancellationToken, string outcome = "transient_failure")
     {
         const string Sql = """
             UPDATE operations
@@ -214,11 +304,11 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
                 completed_at = CASE WHEN cancel_requested THEN @now END,
                 next_attempt_at = @nextAttemptAt, locked_by = NULL, locked_until = NULL,
                 updated_at = @now, version = version + 1,
-                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @now, 'transient_failure',
+                attempt_history = operations_attempt_ended(attempt_history, attempts, started_at, @now, @outcome,
                                                            CAST(@attemptErrorJson AS jsonb), locked_by, trace_parent)
             WHERE id = @id AND locked_by = @nodeId AND attempts = @attempt
             """;
-        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson, attemptErrorJson }, cancellationToken)
+        return await ExecuteFencedAsync(Sql, new { id, nodeId, attempt, nextAttemptAt, now, cancelledErrorJson, attemptErrorJson, outcome }, cancellationToken)
             .ConfigureAwait(false);
     }
 

@@ -32,14 +32,14 @@ internal static class OperationColumns
         id, owner, kind, status, payload::text AS payload, result::text AS result, error::text AS error,
         idempotency_key, request_hash, attempts, max_attempts, next_attempt_at, locked_by, locked_until,
         cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at, started_at, version,
-        scheduled_at
+        scheduled_at, priority
         """;
 
     /// <summary>What an answer shows: everything but the submitted payload and the idempotency key's request hash.</summary>
     public const string View = """
         id, owner, kind, status, result::text AS result, error::text AS error, attempts, max_attempts, next_attempt_at,
         locked_by, locked_until, cancel_requested, progress::text AS progress, trace_parent, created_at, updated_at, completed_at,
-        started_at, version, scheduled_at
+        started_at, version, scheduled_at, priority
         """;
 }
 
@@ -69,6 +69,7 @@ internal sealed record OperationRow
     public DateTime? StartedAt { get; init; }
     public int Version { get; init; }
     public DateTime? ScheduledAt { get; init; }
+    public short Priority { get; init; } = 5;
 }
 
 /// <summary>What operators see of one kind (see <see cref="OperationStore.ReadKindActivityAsync"/>).</summary>
@@ -178,7 +179,8 @@ internal sealed record NewOperation(
     string? TraceParent,
     string? IdempotencyKey = null,
     byte[]? RequestHash = null,
-    DateTime? ScheduledAt = null);
+    DateTime? ScheduledAt = null,
+    short Priority = 5);
 
 /// <summary>A new operation for <see cref="OperationStore.InsertManyAsync"/>: pending, or claimed at once by <see cref="ClaimedBy"/>.</summary>
 internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedAt, string? ClaimedBy)
@@ -195,6 +197,7 @@ internal sealed record OperationInsert(NewOperation Operation, DateTime CreatedA
         MaxAttempts = Operation.MaxAttempts,
         NextAttemptAt = Operation.ScheduledAt ?? CreatedAt,
         ScheduledAt = Operation.ScheduledAt,
+        Priority = Operation.Priority,
         LockedBy = ClaimedBy,
         LockedUntil = ClaimedBy is null ? null : CreatedAt + leaseDuration,
         TraceParent = Operation.TraceParent,

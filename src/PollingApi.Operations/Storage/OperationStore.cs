@@ -33,9 +33,9 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     {
         const string Sql = $"""
             INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                    trace_parent, idempotency_key, request_hash, created_at, updated_at, scheduled_at)
+                                    trace_parent, idempotency_key, request_hash, created_at, updated_at, scheduled_at, priority)
             VALUES (@Id, @Owner, @Kind, 'pending', CAST(@Payload AS jsonb), 0, @MaxAttempts, coalesce(@ScheduledAt, @Now),
-                    @TraceParent, @IdempotencyKey, @RequestHash, @Now, @Now, @ScheduledAt)
+                    @TraceParent, @IdempotencyKey, @RequestHash, @Now, @Now, @ScheduledAt, @Priority)
             ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING {Columns}
             """;
@@ -51,6 +51,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             operation.IdempotencyKey,
             operation.RequestHash,
             operation.ScheduledAt,
+            operation.Priority,
             Now = now,
         }, cancellationToken: cancellationToken))).ConfigureAwait(false);
     }
@@ -60,13 +61,13 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
     // key for a first insert that is still committing, and returns the ids it stored.
     private const string InsertManySql = """
         INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at,
-                                locked_by, locked_until, started_at, trace_parent, created_at, updated_at, scheduled_at)
+                                locked_by, locked_until, started_at, trace_parent, created_at, updated_at, scheduled_at, priority)
         SELECT id, owner, kind, CASE WHEN locked_by IS NULL THEN 'pending' ELSE 'running' END, CAST(payload AS jsonb),
                CASE WHEN locked_by IS NULL THEN 0 ELSE 1 END, max_attempts, coalesce(scheduled_at, created_at),
                locked_by, created_at + CASE WHEN locked_by IS NOT NULL THEN @leaseDuration END,
-               CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at, scheduled_at
-        FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt, @scheduledAt)
-             AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at, scheduled_at)
+               CASE WHEN locked_by IS NOT NULL THEN created_at END, trace_parent, created_at, created_at, scheduled_at, priority
+        FROM unnest(@ids, @owners, @kinds, @payloads, @maxAttempts, @lockedBy, @traceParents, @createdAt, @scheduledAt, @priorities)
+             AS u(id, owner, kind, payload, max_attempts, locked_by, trace_parent, created_at, scheduled_at, priority)
         """;
 
     private const string InsertMissingSql = InsertManySql + """
@@ -125,6 +126,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         var traceParents = new string?[count];
         var createdAt = new DateTime[count];
         var scheduledAt = new DateTime?[count];
+        var priorities = new short[count];
         for (int i = 0; i < count; i++)
         {
             var insert = inserts[i];
@@ -137,6 +139,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             traceParents[i] = insert.Operation.TraceParent;
             createdAt[i] = insert.CreatedAt;
             scheduledAt[i] = insert.Operation.ScheduledAt;
+            priorities[i] = insert.Operation.Priority;
         }
 
         var command = new NpgsqlCommand(sql, connection);
@@ -149,6 +152,7 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         command.Parameters.Add(new NpgsqlParameter<string?[]>("traceParents", traceParents) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text });
         command.Parameters.Add(new NpgsqlParameter<DateTime[]>("createdAt", createdAt));
         command.Parameters.Add(new NpgsqlParameter<DateTime?[]>("scheduledAt", scheduledAt) { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz });
+        command.Parameters.Add(new NpgsqlParameter<short[]>("priorities", priorities));
         command.Parameters.Add(new NpgsqlParameter<TimeSpan>("leaseDuration", leaseDuration));
         return command;
     }

@@ -19,6 +19,9 @@ internal static class AttemptOutcome
     public const string Cancelled = "cancelled";
     public const string LeaseLost = "lease_lost";
 
-    /// <summary>The node stopped and its drain time ran out before the handler finished; the operation was released.</summary>
+    /// <summary>
+    /// The attempt ran out of time: longer than its kind's attempt timeout (retried while attempts are left), or past a
+    /// stopping node's drain time (the operation was released, the attempt not counted).
+    /// </summary>
     public const string TimedOut = "timed_out";
 }

@@ -123,14 +123,38 @@ internal sealed partial class AttemptOutcomes(
             ? TimeSpan.FromTicks(Math.Min(later.RetryAfter.Ticks, RetryOperationLaterException.MaxRetryAfter.Ticks))
             : backoff.Delay(operation.Attempts);
         LogRetryScheduled(exception, operation.Attempts, delay);
-        await writer.WriteAsync(operation, ct =>
+        await RetryLaterAsync(operation, delay, OperationErrors.AttemptFailed, AttemptOutcome.TransientFailure).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The attempt ran longer than its kind's attempt timeout and stopped when its token fired: a transient failure
+    /// <c>attempt-timed-out</c>, retried after backoff, or the operation's end when its attempts are used up.
+    /// </summary>
+    public async Task TimedOutAsync(ClaimedOperation operation, int timeoutSeconds)
+    {
+        LogTimedOut(operation.Attempts, timeoutSeconds);
+        if (operation.Attempts >= operation.MaxAttempts)
+        {
+            string error = OperationErrors.AttemptTimedOut(timeoutSeconds, last: true);
+            await writer.WriteAsync(operation, ct => store.EndAsync(operation.Id, context.NodeId, operation.Attempts, OperationStatus.Failed,
+                    error, AttemptOutcome.TimedOut, context.Now(), ct),
+                writer.LeftAs(operation, (OperationStatus.Failed, ProblemTypes.AttemptTimedOut)),
+                stored: () => Ended(operation, AttemptOutcome.TimedOut, OperationStatus.Failed)).ConfigureAwait(false);
+            return;
+        }
+
+        await RetryLaterAsync(operation, backoff.Delay(operation.Attempts), OperationErrors.AttemptTimedOut(timeoutSeconds, last: false),
+            AttemptOutcome.TimedOut).ConfigureAwait(false);
+    }
+
+    private Task<bool> RetryLaterAsync(ClaimedOperation operation, TimeSpan delay, string attemptErrorJson, string outcome) =>
+        writer.WriteAsync(operation, ct =>
         {
             var now = context.Now();
             return store.ScheduleRetryAsync(operation.Id, context.NodeId, operation.Attempts, now + delay, now, OperationErrors.Cancelled,
-                OperationErrors.AttemptFailed, ct);
+                attemptErrorJson, ct, outcome);
         }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
-            terminal: false, stored: () => Ended(operation, AttemptOutcome.TransientFailure, status: null)).ConfigureAwait(false);
-    }
+            terminal: false, stored: () => Ended(operation, outcome, status: null));
 
     /// <summary>Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler.</summary>
     public async Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
@@ -151,6 +175,9 @@ internal sealed partial class AttemptOutcomes(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Attempt {Attempt} failed; retrying in {Delay}")]
     private partial void LogRetryScheduled(Exception exception, int attempt, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Attempt {Attempt} ran longer than the kind's attempt timeout of {TimeoutSeconds} s and was cancelled")]
+    private partial void LogTimedOut(int attempt, int timeoutSeconds);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Operation succeeded")]
     private partial void LogSucceeded();

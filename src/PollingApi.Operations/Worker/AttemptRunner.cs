@@ -18,6 +18,9 @@ internal sealed partial class AttemptRunner(
     NpgsqlDataSource dataSource,
     IServiceScopeFactory scopeFactory,
     AttemptOutcomes outcomes,
+    KindSettingsCache kindSettings,
+    RunningHandlers running,
+    WorkerContext workerContext,
     ILogger<AttemptRunner> logger)
 {
     private static readonly ActivitySource Source = new(OperationsTelemetry.ActivitySourceName);
@@ -65,14 +68,20 @@ internal sealed partial class AttemptRunner(
             return;
         }
 
+        // The kind's attempt timeout, as it is when the attempt starts, fires the handler's token and ends the lease's renewal.
+        int? timeoutSeconds = kindSettings.For(operation.Kind).AttemptTimeoutSeconds;
+        using var timeout = timeoutSeconds is { } seconds ? new CancellationTokenSource(TimeSpan.FromSeconds(seconds), workerContext.Time) : null;
+        using var timedOrCancelled = timeout is null ? null : CancellationTokenSource.CreateLinkedTokenSource(handlerToken, timeout.Token);
+        using var stopRenewing = timeout?.Token.Register(() => running.StopRenewing(operation.Id));
+        var token = timedOrCancelled?.Token ?? handlerToken;
         string resultJson;
         try
         {
             NpgsqlTransaction? transaction = null;
             if (command.Transactional)
             {
-                transactionScope.Connection = await dataSource.OpenConnectionAsync(handlerToken).ConfigureAwait(false);
-                transaction = await transactionScope.Connection.BeginTransactionAsync(handlerToken).ConfigureAwait(false);
+                transactionScope.Connection = await dataSource.OpenConnectionAsync(token).ConfigureAwait(false);
+                transaction = await transactionScope.Connection.BeginTransactionAsync(token).ConfigureAwait(false);
                 transactionScope.Transaction = transaction;
             }
 
@@ -81,7 +90,7 @@ internal sealed partial class AttemptRunner(
                 ? new OperationContext(operation.Id, operation.Owner, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress)
                 : new TransactionalOperationContext(operation.Id, operation.Owner, operation.Kind, operation.Attempts, operation.MaxAttempts, reportProgress, transaction);
             await using var scope = scopeFactory.CreateAsyncScope();
-            resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, handlerToken).ConfigureAwait(false);
+            resultJson = await command.Execute(scope.ServiceProvider, operation.Payload, context, token).ConfigureAwait(false);
             if (transaction is not null)
             {
                 await outcomes.SucceedInTransactionAsync(operation, transaction, resultJson).ConfigureAwait(false);
@@ -100,6 +109,12 @@ internal sealed partial class AttemptRunner(
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogCancelled();
             await outcomes.CancelledAsync(operation).ConfigureAwait(false);
+            return;
+        }
+        catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true })
+        {
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
+            await outcomes.TimedOutAsync(operation, timeoutSeconds!.Value).ConfigureAwait(false);
             return;
         }
         catch (PermanentOperationFailureException ex)

@@ -15,6 +15,7 @@ internal sealed partial class ClaimLoop(
     RunningHandlers running,
     AttemptRunner attempts,
     IOperationSignals signals,
+    KindSettingsCache kindSettings,
     WorkerContext context,
     ILogger<ClaimLoop> logger)
 {
@@ -35,7 +36,9 @@ internal sealed partial class ClaimLoop(
                     // A claim whose commit outcome is unknown is settled by finding the rows it took (by this node and its
                     // lease expiry) and running them, so they do not wait out their lease with an attempt counted.
                     bool settled = false;
-                    var claimed = await resolver.RunAsync("a claim", ct => store.ClaimAsync(context.NodeId, free, now, leaseUntil, ct), ct =>
+                    await kindSettings.EnsureLoadedAsync(stoppingToken).ConfigureAwait(false);
+                    var rules = kindSettings.ClaimRules;
+                    var claimed = await resolver.RunAsync("a claim", ct => store.ClaimAsync(context.NodeId, free, now, leaseUntil, rules, ct), ct =>
                     {
                         settled = true;
                         return store.FindClaimedAsync(context.NodeId, leaseUntil, ct);

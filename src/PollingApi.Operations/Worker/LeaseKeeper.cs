@@ -88,7 +88,7 @@ internal sealed partial class LeaseKeeper(
 
     private async Task RenewAsync(CancellationToken stopToken)
     {
-        var ids = running.Ids;
+        var ids = running.RenewableIds;
         if (ids.Count == 0)
         {
             return;

@@ -10,10 +10,26 @@ namespace PollingApi.Operations.Worker;
 internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext context, ILogger<RunningHandlers> logger)
 {
     private readonly ConcurrentDictionary<Guid, RunningHandler> _running = new();
+    private readonly ConcurrentDictionary<Guid, bool> _unrenewed = new();
 
     public int Count => _running.Count;
 
     public IReadOnlyCollection<Guid> Ids => [.. _running.Keys];
+
+    /// <summary>The running operations whose leases this node keeps renewing: all but those past their attempt timeout.</summary>
+    public IReadOnlyCollection<Guid> RenewableIds => _unrenewed.IsEmpty ? Ids : [.. _running.Keys.Where(id => !_unrenewed.ContainsKey(id))];
+
+    /// <summary>
+    /// Stops renewing the lease of an operation whose attempt ran out of time: a handler that stops on its token ends the
+    /// attempt itself well within the lease; one that ignores it loses the lease, and what it writes after that is fenced out.
+    /// </summary>
+    public void StopRenewing(Guid id)
+    {
+        if (_running.ContainsKey(id))
+        {
+            _unrenewed[id] = true;
+        }
+    }
 
     /// <summary>
     /// Runs <paramref name="run"/> for operation <paramref name="id"/> in a slot already taken, with a token that fires on
@@ -94,6 +110,7 @@ internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext 
         finally
         {
             _running.TryRemove(id, out _);
+            _unrenewed.TryRemove(id, out _);
             cancellation.Dispose();
             slots.HandlerEnded();
         }

@@ -44,6 +44,10 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public OperationWakeSignal WakeSignal => _services.GetRequiredService<OperationWakeSignal>();
 
+    public KindSettingsCache KindSettings => _services.GetRequiredService<KindSettingsCache>();
+
+    public OperationKinds Kinds => _services.GetRequiredService<OperationKinds>();
+
     public ExecutionLog Executions => _services.GetRequiredService<ExecutionLog>();
 
     public string NodeId => _services.GetRequiredService<NodeIdentity>().Id;
@@ -104,7 +108,12 @@ internal sealed class EngineHost : IAsyncDisposable
     public async ValueTask DisposeAsync() => await _services.DisposeAsync();
 }
 
-internal sealed record TestRequest(int FailTimes = 0, bool FailPermanently = false, bool Block = false);
+/// <param name="FailTimes">Attempts up to this one fail with a transient error.</param>
+/// <param name="FailPermanently">Every attempt fails permanently.</param>
+/// <param name="Block">The handler waits for <see cref="ExecutionLog.Gate"/> or its token.</param>
+/// <param name="SleepMs">How long the handler runs, stopping early when its token fires.</param>
+/// <param name="HangAttempts">Attempts up to this one wait for <see cref="ExecutionLog.Gate"/> ignoring their token.</param>
+internal sealed record TestRequest(int FailTimes = 0, bool FailPermanently = false, bool Block = false, int SleepMs = 0, int HangAttempts = 0);
 
 internal sealed record TestResult(Guid OperationId, int Attempt, string Node);
 
@@ -121,6 +130,23 @@ internal sealed class ExecutionLog
     public IReadOnlyDictionary<Guid, int> Counts => _counts;
 
     public int Record(Guid id) => _counts.AddOrUpdate(id, 1, (_, n) => n + 1);
+
+    private int _running;
+    private int _mostRunning;
+
+    /// <summary>The most handlers that ran at the same time, across every node of the test.</summary>
+    public int MostRunning => Volatile.Read(ref _mostRunning);
+
+    public void Entered()
+    {
+        int now = Interlocked.Increment(ref _running);
+        int most;
+        while (now > (most = Volatile.Read(ref _mostRunning)) && Interlocked.CompareExchange(ref _mostRunning, now, most) != most)
+        {
+        }
+    }
+
+    public void Left() => Interlocked.Decrement(ref _running);
 }
 
 internal sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperationHandler<TestRequest, TestResult>
@@ -130,9 +156,27 @@ internal sealed class TestHandler(ExecutionLog log, NodeIdentity node) : IOperat
     public async Task<TestResult> HandleAsync(TestRequest request, OperationContext context, CancellationToken cancellationToken)
     {
         log.Started.Add(context.OperationId);
-        if (request.Block)
+        log.Entered();
+        try
         {
-            await log.Gate.Task.WaitAsync(cancellationToken);
+            if (request.Block)
+            {
+                await log.Gate.Task.WaitAsync(cancellationToken);
+            }
+
+            if (context.Attempt <= request.HangAttempts)
+            {
+                await log.Gate.Task;
+            }
+
+            if (request.SleepMs > 0)
+            {
+                await Task.Delay(request.SleepMs, cancellationToken);
+            }
+        }
+        finally
+        {
+            log.Left();
         }
 
         log.Record(context.OperationId);
