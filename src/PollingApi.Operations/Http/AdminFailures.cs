@@ -46,7 +46,7 @@ internal static class AdminFailures
         string? kind = null, string? tenant = null)
     {
         var errors = new Dictionary<string, string[]>();
-        CheckFilters(kind, null, tenant, errors);
+        FilterChecks.Check(kind, null, tenant, errors);
         if (errors.Count > 0)
         {
             return Problems.Validation(errors);
@@ -60,7 +60,7 @@ internal static class AdminFailures
         OperationStore store, OperationChanges changes, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
-        CheckFilters(request.Kind, request.ErrorType, request.Tenant, errors);
+        FilterChecks.Check(request.Kind, request.ErrorType, request.Tenant, errors);
         if (errors.Count > 0)
         {
             return Problems.Validation(errors);
@@ -91,23 +91,5 @@ internal static class AdminFailures
         }
 
         return TypedResults.Ok(new RetryFailuresResult(retried, refused, ids.Count == RetryBatchSize, ids.Count > 0 ? ids[^1] : request.After));
-    }
-
-    private static void CheckFilters(string? kind, string? errorType, string? tenant, Dictionary<string, string[]> errors)
-    {
-        if (kind is { Length: 0 or > 200 } || (kind is not null && kind.Any(char.IsControl)))
-        {
-            errors["kind"] = ["'kind' must be 1 to 200 characters, none of them a control character."];
-        }
-
-        if (errorType is { Length: 0 or > 200 } || (errorType is not null && errorType.Any(char.IsControl)))
-        {
-            errors["errorType"] = ["'errorType' must be 1 to 200 characters, none of them a control character."];
-        }
-
-        if (tenant is not null && !CallerClaims.IsValidTenant(tenant))
-        {
-            errors["tenant"] = ["'tenant' must be 1 to 64 letters, digits, '.', '_', ':' or '-'."];
-        }
     }
 }

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using PollingApi.Operations.Lifecycle;
 using PollingApi.Operations.Worker;
 
@@ -58,12 +59,22 @@ internal static class AdminKinds
     }
 
     internal static async Task<Results<Ok<KindSettingsResource>, ValidationProblem, ProblemHttpResult>> PutAsync(string kind,
-        KindSettingsRequest request, OperationKinds kinds, CancellationToken cancellationToken)
+        HttpContext http, OperationKinds kinds, IOptions<OperationsOptions> options, CancellationToken cancellationToken)
     {
         if (!kinds.IsRegistered(kind))
         {
             return KindNotFound(kind);
         }
+
+        // Read strictly: a misspelt field would otherwise be ignored and put back to its default.
+        var body = await JsonRequestBody.ReadAsync<KindSettingsRequest>(http, options.Value.MaxRequestBodyBytes, "a kind's settings",
+            cancellationToken).ConfigureAwait(false);
+        if (body.Problem is not null)
+        {
+            return body.Problem;
+        }
+
+        var request = body.Value!;
 
         var errors = new Dictionary<string, string[]>();
         if (request.MaxConcurrency is < 1 or > MaxConcurrencyLimit)

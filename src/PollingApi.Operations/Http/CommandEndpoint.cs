@@ -5,9 +5,7 @@ using System.Text;
 using System.Text.Json;
 using FluentValidation;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -125,29 +123,14 @@ internal static class CommandEndpoint
             priority = (short)(digit[0] - '0');
         }
 
-        var body = await ReadBodyAsync(http, options.MaxRequestBodyBytes, cancellationToken).ConfigureAwait(false);
+        var body = await JsonRequestBody.ReadAsync<TRequest>(http, options.MaxRequestBodyBytes, $"a {command.Kind} command", cancellationToken)
+            .ConfigureAwait(false);
         if (body.Problem is not null)
         {
             return body.Problem;
         }
 
-        TRequest? request;
-        try
-        {
-            request = JsonSerializer.Deserialize<TRequest>(body.Bytes.Span, OperationJson.Options);
-        }
-        catch (JsonException ex)
-        {
-            string where = ex.Path is null or "$" ? "" : $" at {ex.Path}";
-            string position = ex.LineNumber is { } line ? $" (line {line + 1}, byte {ex.BytePositionInLine + 1})" : "";
-            return Problems.MalformedJson($"The body could not be read as a {command.Kind} command{where}{position}: " +
-                                          "check the JSON syntax, the property names and the value types.");
-        }
-
-        if (request is null)
-        {
-            return Problems.MalformedJson("The body must be a JSON object.");
-        }
+        var request = body.Value!;
 
         // A command need not have a validator, so it is looked up rather than injected.
         if (http.RequestServices.GetService<IValidator<TRequest>>() is { } validator)
@@ -233,74 +216,4 @@ internal static class CommandEndpoint
     private const string ScheduledAtHeader = "Operation-Scheduled-At";
 
     private const string PriorityHeader = "Operation-Priority";
-
-    private readonly record struct Body(ReadOnlyMemory<byte> Bytes, ProblemHttpResult? Problem);
-
-    private static ProblemHttpResult UnreadableBody(int status) =>
-        Problems.Create(status, ProblemTypes.BadRequest, "The request body could not be read.",
-            "The body was cut short, sent too slowly, or its chunked encoding is invalid.");
-
-    private static async Task<Body> ReadBodyAsync(HttpContext http, long limit, CancellationToken cancellationToken)
-    {
-        var request = http.Request;
-        if (!request.HasJsonContentType())
-        {
-            return new Body(default, Problems.UnsupportedMediaType(request.ContentType));
-        }
-
-        if (request.ContentLength > limit)
-        {
-            return new Body(default, Problems.PayloadTooLarge(limit));
-        }
-
-        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
-        {
-            sizeFeature.MaxRequestBodySize = limit;
-        }
-
-        using var buffer = new MemoryStream();
-        var chunk = new byte[8192];
-        try
-        {
-            int read;
-            while ((read = await request.Body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
-            {
-                if (buffer.Length + read > limit)
-                {
-                    return new Body(default, Problems.PayloadTooLarge(limit));
-                }
-
-                buffer.Write(chunk, 0, read);
-            }
-        }
-        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            return new Body(default, Problems.PayloadTooLarge(limit));
-        }
-        catch (BadHttpRequestException ex)
-        {
-            // The server could not read the body (invalid chunked encoding, sent too slowly, cut short): the client's
-            // fault, answered as such, not an unhandled exception.
-            return new Body(default, UnreadableBody(ex.StatusCode));
-        }
-        catch (ConnectionResetException)
-        {
-            // The client reset the connection mid-body: nobody is there to answer. Aborting also stops the server from
-            // draining a body that is half read.
-            http.Abort();
-            return new Body(default, UnreadableBody(StatusCodes.Status400BadRequest));
-        }
-        catch (IOException)
-        {
-            // Framing errors found below Kestrel's own checks, such as a chunk size too large to be a number.
-            return new Body(default, UnreadableBody(StatusCodes.Status400BadRequest));
-        }
-
-        if (buffer.Length == 0)
-        {
-            return new Body(default, Problems.MalformedJson("The body is empty; send the command as a JSON object."));
-        }
-
-        return new Body(buffer.ToArray(), null);
-    }
 }

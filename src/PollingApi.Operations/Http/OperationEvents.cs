@@ -119,16 +119,7 @@ internal static class OperationEvents
             errors["status"] = [$"'status' must be one of {string.Join(", ", OperationStatus.All)}."];
         }
 
-        if (kind is { Length: 0 or > 200 } || (kind is not null && kind.Any(char.IsControl)))
-        {
-            errors["kind"] = ["'kind' must be 1 to 200 characters, none of them a control character."];
-        }
-
-        if (tenant is not null && !CallerClaims.IsValidTenant(tenant))
-        {
-            errors["tenant"] = ["'tenant' must be 1 to 64 letters, digits, '.', '_', ':' or '-'."];
-        }
-
+        FilterChecks.Check(kind, null, tenant, errors);
         if (errors.Count > 0)
         {
             return Problems.Validation(errors);

@@ -26,18 +26,10 @@ internal static class OperationPageRequest
             errors["status"] = [$"'status' must be one of {string.Join(", ", OperationStatus.All)}."];
         }
 
-        if (kind is { Length: 0 or > 200 } || (kind is not null && kind.Any(char.IsControl)))
-        {
-            errors["kind"] = ["'kind' must be 1 to 200 characters, none of them a control character."];
-        }
+        FilterChecks.Check(kind, null, tenant, errors);
 
-        if (tenant is not null && !Security.CallerClaims.IsValidTenant(tenant))
-        {
-            errors["tenant"] = ["'tenant' must be 1 to 64 letters, digits, '.', '_', ':' or '-'."];
-        }
-
-        var after = ParseTime(createdAfter, "createdAfter", errors);
-        var before = ParseTime(createdBefore, "createdBefore", errors);
+        var after = FilterChecks.ParseTime(createdAfter, "createdAfter", errors);
+        var before = FilterChecks.ParseTime(createdBefore, "createdBefore", errors);
 
         int pageSize = DefaultLimit;
         if (limit is not null && (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out pageSize) || pageSize is < 1 or > MaxLimit))
@@ -87,23 +79,5 @@ internal static class OperationPageRequest
 
         id = new Guid(bytes, bigEndian: true);
         return true;
-    }
-
-    private static DateTime? ParseTime(string? value, string name, Dictionary<string, string[]> errors)
-    {
-        if (value is null)
-        {
-            return null;
-        }
-
-        // The parser ignores trailing NULs; a value with any control character is refused before it gets there.
-        if (value.Length <= 40 && !value.Any(char.IsControl)
-            && DateTimeOffset.TryParse(value, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-        {
-            return parsed.UtcDateTime;
-        }
-
-        errors[name] = [$"'{name}' must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z."];
-        return null;
     }
 }

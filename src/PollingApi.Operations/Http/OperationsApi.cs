@@ -244,11 +244,57 @@ public static class OperationsApi
                   whatever the first one writes afterwards is refused. Applies to attempts that start after the change.
                 - `priority`: 0 to 9, the priority of operations submitted without `Operation-Priority` from now on.
                 """)
+            .Accepts<KindSettingsRequest>("application/json")
             .Responds(StatusCodes.Status200OK, "The kind's settings as stored.")
-            .Responds(StatusCodes.Status400BadRequest, "The body or a field is invalid (validation-failed, with errors per field).")
+            .Responds(StatusCodes.Status400BadRequest,
+                "The body is not the settings' JSON (malformed-json: also an unknown property or a wrong type), or a field is out of range (validation-failed, errors names the field).")
+            .RespondsWithProblem(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large).")
+            .RespondsWithProblem(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.")
             .RespondsWithProblem(StatusCodes.Status404NotFound, "No command of this kind is registered (kind-not-found).")
             .RespondsToCallers(OperationScopes.Admin)
             .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, ChangeUnavailable, ResponseHeaders.RetryAfter);
+        admin.MapPost("/operations/retry", AdminBulkActions.RetryAsync)
+            .WithName("RetryOperations")
+            .WithSummary("Retry every failed or cancelled operation that matches")
+            .WithDescription($$"""
+                Puts every failed or cancelled operation (of every tenant, or of one) that matches the filter back to
+                `pending`, each exactly as `POST /v1/operations/{id}/retry` would: a command that does not allow the replay
+                refuses it (counted in `refused`; the operation stays as it was). `status` narrows to `failed` or
+                `cancelled`; `errorType` matches the problem type of the operation's error. The ids are read in id order,
+                {{AdminBulkActions.BatchSize}} at a time, and one request looks at {{AdminBulkActions.MaxPerRequest}} at most:
+                when the answer says `more`, send the request again, with `after` from the answer to continue past what this
+                one looked at. The request is safe to repeat: the operations it retried no longer match, so a second one
+                changes only what is left.
+                """)
+            .Accepts<BulkActionRequest>("application/json")
+            .Responds(StatusCodes.Status200OK, "How many matched, were retried and were refused, and whether more may match.")
+            .Responds(StatusCodes.Status400BadRequest,
+                "The body is not a JSON filter (malformed-json: also an unknown property), or a filter is invalid (validation-failed, errors names the field).")
+            .RespondsWithProblem(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large).")
+            .RespondsWithProblem(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, BulkChangeUnavailable, ChangeUnavailableHeaders);
+        admin.MapPost("/operations/cancel", AdminBulkActions.CancelAsync)
+            .WithName("CancelOperations")
+            .WithSummary("Cancel every pending or running operation that matches")
+            .WithDescription($$"""
+                Cancels every pending or running operation (of every tenant, or of one) that matches the filter, each exactly
+                as `POST /v1/operations/{id}/cancel` would: a pending one is cancelled at once, a running one has
+                cancellation requested (its handler's cancellation token fires and it ends `cancelled` when the handler
+                stops); both count as `changed`. `status` narrows to `pending` or `running`; `errorType` is refused, since
+                pending and running operations have no error. A running operation whose cancellation was already requested
+                does not match again. The ids are read in id order, {{AdminBulkActions.BatchSize}} at a time, and one request
+                looks at {{AdminBulkActions.MaxPerRequest}} at most: when the answer says `more`, send the request again. The
+                request is safe to repeat: what it cancelled no longer matches.
+                """)
+            .Accepts<BulkActionRequest>("application/json")
+            .Responds(StatusCodes.Status200OK, "How many matched and were cancelled (or asked to cancel), and whether more may match.")
+            .Responds(StatusCodes.Status400BadRequest,
+                "The body is not a JSON filter (malformed-json: also an unknown property), or a filter is invalid (validation-failed, errors names the field).")
+            .RespondsWithProblem(StatusCodes.Status413PayloadTooLarge, "The body is over the configured limit (payload-too-large).")
+            .RespondsWithProblem(StatusCodes.Status415UnsupportedMediaType, "The body is not sent as application/json.")
+            .RespondsToCallers(OperationScopes.Admin)
+            .RespondsWithProblem(StatusCodes.Status503ServiceUnavailable, BulkChangeUnavailable, ChangeUnavailableHeaders);
         admin.MapGet("/consistency", async (Consistency.ConsistencyChecker checker, CancellationToken cancellationToken) =>
                 TypedResults.Ok(await checker.RunAsync(cancellationToken).ConfigureAwait(false)))
             .WithName("CheckConsistency")
@@ -289,6 +335,10 @@ public static class OperationsApi
         "The database cannot be reached. database-unavailable: nothing was changed, retry after Retry-After seconds. " +
         "commit-outcome-unknown: the connection failed after the change was sent and it may have been applied; GET the " +
         "operation's Location once the service answers again to see its state.";
+    private const string BulkChangeUnavailable =
+        "The database cannot be reached. database-unavailable: the request stopped; with changed, that many operations " +
+        "were changed before it did, otherwise none. commit-outcome-unknown: the change of the operation in operationId (and " +
+        "Location) may have been applied, those before it were. Either way the request is safe to send again once the service answers.";
     private static readonly ResponseHeader[] ChangeUnavailableHeaders =
         [ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation];
 

@@ -153,6 +153,9 @@ internal sealed class KindStatistics
 internal sealed record OperationQuery(string? Status, string? Kind, DateTime? CreatedAfter, DateTime? CreatedBefore, Guid? Before, int Limit,
     string? Tenant = null);
 
+/// <summary>Which operations a bulk retry or cancel applies to; a null filter is not applied, and they combine.</summary>
+internal sealed record BulkFilter(string? Owner, string? Kind, string? ErrorType, DateTime? CreatedAfter, DateTime? CreatedBefore);
+
 /// <summary>An operation a worker has just claimed: what it needs to run one attempt.</summary>
 internal sealed class ClaimedOperation
 {

@@ -414,6 +414,72 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
         return ids.AsList();
     }
 
+    // The filters of a bulk action's batch, after its status. Each status is a branch of its own with the status as a
+    // literal, so that each branch can read its partial index (failed rows: operations_failed_idx, by kind and id;
+    // pending rows: operations_claimable_idx; running rows: operations_lease_idx) instead of every row after @After, as
+    // one "status IN (...)" would. Cancelled rows have no index of their own: that branch walks the primary key (or the
+    // table), which is fine for an operator's occasional request over a table that retention keeps small.
+    private const string BulkFilters = """
+        AND (@Kind::text IS NULL OR kind = @Kind) AND (@Owner::text IS NULL OR owner = @Owner)
+        AND (@ErrorType::text IS NULL OR coalesce(error->>'type', '') = @ErrorType)
+        AND (@CreatedAfter::timestamptz IS NULL OR created_at > @CreatedAfter)
+        AND (@CreatedBefore::timestamptz IS NULL OR created_at < @CreatedBefore)
+        AND (@After::uuid IS NULL OR id > @After)
+        ORDER BY id
+        LIMIT @Limit
+        """;
+
+    /// <summary>
+    /// Ids of the failed (when <paramref name="failed"/>) and cancelled (when <paramref name="cancelled"/>) operations
+    /// that match the filter, in id order after <paramref name="after"/>: one batch of a bulk retry.
+    /// </summary>
+    public async Task<IReadOnlyList<Guid>> ListRetryableIdsAsync(BulkFilter filter, bool failed, bool cancelled, Guid? after, int limit,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            (SELECT id FROM operations WHERE status = 'failed' AND @Failed
+              {BulkFilters})
+            UNION ALL
+            (SELECT id FROM operations WHERE status = 'cancelled' AND @Cancelled
+              {BulkFilters})
+            ORDER BY id
+            LIMIT @Limit
+            """;
+        return await ListBulkIdsAsync(Sql, filter, new { Failed = failed, Cancelled = cancelled }, after, limit, cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Ids of the pending (when <paramref name="pending"/>) and running (when <paramref name="running"/>) operations that
+    /// match the filter, in id order after <paramref name="after"/>: one batch of a bulk cancel. A running operation whose
+    /// cancellation was requested already is left out: asking again would change nothing.
+    /// </summary>
+    public async Task<IReadOnlyList<Guid>> ListCancellableIdsAsync(BulkFilter filter, bool pending, bool running, Guid? after, int limit,
+        CancellationToken cancellationToken)
+    {
+        const string Sql = $"""
+            (SELECT id FROM operations WHERE status = 'pending' AND @Pending
+              {BulkFilters})
+            UNION ALL
+            (SELECT id FROM operations WHERE status = 'running' AND NOT cancel_requested AND @Running
+              {BulkFilters})
+            ORDER BY id
+            LIMIT @Limit
+            """;
+        return await ListBulkIdsAsync(Sql, filter, new { Pending = pending, Running = running }, after, limit, cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    private async Task<IReadOnlyList<Guid>> ListBulkIdsAsync(string sql, BulkFilter filter, object statuses, Guid? after, int limit,
+        CancellationToken cancellationToken)
+    {
+        var parameters = new DynamicParameters(statuses);
+        parameters.AddDynamicParams(new { filter.Owner, filter.Kind, filter.ErrorType, filter.CreatedAfter, filter.CreatedBefore, After = after, Limit = limit });
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var ids = await connection.QueryAsync<Guid>(new CommandDefinition(sql, parameters, cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return ids.AsList();
+    }
+
     /// <summary>The operation's attempt history and what is needed to describe an attempt still running; null when not there.</summary>
     public async Task<AttemptHistoryRow?> FindAttemptsAsync(Guid id, string? owner, CancellationToken cancellationToken)
     {

@@ -13,6 +13,55 @@ public sealed class OperationsTable(string connectionString)
         return (long)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>How many of <paramref name="owner"/>'s operations are <paramref name="status"/>.</summary>
+    public async Task<long> CountAsync(string owner, string status)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT count(*) FROM operations WHERE owner = @owner AND status = @status", connection);
+        command.Parameters.AddWithValue("owner", owner);
+        command.Parameters.AddWithValue("status", status);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>
+    /// Stores <paramref name="count"/> pending <c>diagnostics.sleep</c> operations of <paramref name="owner"/>, scheduled an
+    /// hour ahead so that no worker starts them, in one statement: for tests that need more operations than the API would
+    /// make quickly. Returns their ids, in the order the table sorts them.
+    /// </summary>
+    public async Task<Guid[]> InsertScheduledAsync(string owner, int count)
+    {
+        var ids = Enumerable.Range(0, count).Select(_ => Guid.CreateVersion7()).Order().ToArray();
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("""
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at, scheduled_at,
+                                    created_at, updated_at)
+            SELECT id, @owner, 'diagnostics.sleep', 'pending', '{"durationMs": 1}'::jsonb, 0, 5, now() + interval '1 hour',
+                   now() + interval '1 hour', now(), now()
+            FROM unnest(@ids) AS id
+            """, connection);
+        command.Parameters.AddWithValue("owner", owner);
+        command.Parameters.AddWithValue("ids", ids);
+        if (await command.ExecuteNonQueryAsync() != count)
+        {
+            throw new InvalidOperationException($"Not all {count} operations were stored.");
+        }
+
+        return ids;
+    }
+
+    /// <summary>Whether cancellation of the operation was requested (its <c>cancel_requested</c>).</summary>
+    public async Task<bool> CancelRequestedAsync(Guid id)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT cancel_requested FROM operations WHERE id = @id", connection);
+        command.Parameters.AddWithValue("id", id);
+        return await command.ExecuteScalarAsync() as bool?
+               ?? throw new InvalidOperationException($"The operations table has no row {id}.");
+    }
+
     public async Task<StoredOperation?> FindAsync(Guid id)
     {
         const string Sql = """

@@ -4,7 +4,7 @@ namespace PollingApi.Tests.Infrastructure;
 /// A node that reaches PostgreSQL through a <see cref="TcpProxy"/>, so a test can take the database away and
 /// give it back without restarting anything. Pooling is off, so no idle pooled connection hides an outage.
 /// </summary>
-public sealed class ProxiedPollingApiFactory : PollingApiFactory
+public class ProxiedPollingApiFactory : PollingApiFactory
 {
     private TcpProxy? _proxy;
 
@@ -20,11 +20,25 @@ public sealed class ProxiedPollingApiFactory : PollingApiFactory
     public static readonly TimeSpan CommitResolutionTimeout = TimeSpan.FromSeconds(2);
 
     protected override IEnumerable<(string Key, string Value)> Settings =>
-        [("Operations:CommitResolutionTimeout", CommitResolutionTimeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture))];
+    [
+        ("Operations:CommitResolutionTimeout", CommitResolutionTimeout.ToString("c", System.Globalization.CultureInfo.InvariantCulture)),
+        .. MoreSettings,
+    ];
+
+    /// <summary>Further settings of a variant, applied after the defaults above.</summary>
+    protected virtual IEnumerable<(string Key, string Value)> MoreSettings => [];
 
     public override async ValueTask DisposeAsync()
     {
         await base.DisposeAsync();
         _proxy?.Dispose();
+        GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>A proxied node whose anonymous callers are operators too (scope <c>admin</c>), for the admin endpoints' outage tests.</summary>
+public sealed class ProxiedAdminPollingApiFactory : ProxiedPollingApiFactory
+{
+    protected override IEnumerable<(string Key, string Value)> MoreSettings =>
+        [("Authentication:AnonymousScopes", "operations:submit operations:read operations:manage admin")];
 }
