@@ -65,6 +65,15 @@ public static class OperationsServiceCollectionExtensions
             {
                 dataSource.ConnectionStringBuilder.NoResetOnClose = true;
             }
+
+            // Short statements only: JIT compiling one costs tens of milliseconds, and a claim over many queues has a
+            // planner estimate high enough to trigger it while it runs in well under one. Off for the engine's
+            // connections unless the connection string's Options set jit themselves.
+            string options = dataSource.ConnectionStringBuilder.Options ?? "";
+            if (!options.Contains("jit", StringComparison.OrdinalIgnoreCase))
+            {
+                dataSource.ConnectionStringBuilder.Options = (options + " -c jit=off").Trim();
+            }
         });
         services.AddSingleton(new OperationsDatabase(connectionString));
         services.AddMetrics();

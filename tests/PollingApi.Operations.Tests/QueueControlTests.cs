@@ -23,12 +23,16 @@ public sealed class QueueControlTests(ITestOutputHelper output)
 
         var claimed = await host.Attempts.ClaimAsync("fair", 8, now, now.AddSeconds(30), CancellationToken.None);
 
-        Assert.Equal(8, claimed.Count);
+        // Two queues share the batch of 8: tenant A's gives its 4, tenant B's its only one.
+        Assert.Equal(5, claimed.Count);
         Assert.Contains(claimed, c => c.Id == latecomer[0]);
-        // Tenant A's seven are its oldest seven: turns between tenants keep each tenant's own order.
+        // Tenant A's four are its oldest four: turns between tenants keep each tenant's own order.
         var oldestOfA = await host.ScalarAsync<Guid[]>(
-            "SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM operations WHERE owner = 'tenant-a' ORDER BY next_attempt_at, id LIMIT 7) AS a");
+            "SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM operations WHERE owner = 'tenant-a' ORDER BY next_attempt_at, id LIMIT 4) AS a");
         Assert.Equal(oldestOfA.Order(), claimed.Where(c => c.Owner == "tenant-a").Select(c => c.Id).Order());
+        // A's queue gave its whole share: the worker is told to claim again at once.
+        Assert.All(claimed, c => Assert.True(c.MoreDue));
+        Assert.Equal(4, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'running' AND owner = 'tenant-a'"));
     }
 
     [Fact]
@@ -131,8 +135,9 @@ public sealed class QueueControlTests(ITestOutputHelper output)
 
         var claimed = await host.Attempts.ClaimAsync("capper", 8, now, now.AddSeconds(30), rules, CancellationToken.None);
 
+        // Two queues share the batch of 8, 4 each; the capped kind has room for 1 of its 4.
         Assert.Equal(1, claimed.Count(c => c.Kind == TestHandler.Kind));
-        Assert.Equal(7, claimed.Count(c => c.Kind == TransactionalTestHandler.Kind));
+        Assert.Equal(4, claimed.Count(c => c.Kind == TransactionalTestHandler.Kind));
         Assert.Equal(3, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE kind = 'test.run' AND status = 'running'"));
         var full = await host.Attempts.ClaimAsync("capper", 8, now, now.AddSeconds(30), rules, CancellationToken.None);
         Assert.DoesNotContain(full, c => c.Kind == TestHandler.Kind);

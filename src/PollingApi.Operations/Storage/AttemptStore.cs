@@ -33,7 +33,9 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
     /// claim order: due time moved earlier by its priority (<c>operations_claim_key</c>). The statement finds the queues by
     /// skipping through the index (one descent per queue), takes the head of each, and hands out turns: every tenant's
     /// first candidate, then every tenant's second, and so on, earliest claim key first within a turn. One tenant's backlog
-    /// of thousands therefore delays another tenant's first operation by one claim at most.</para>
+    /// of thousands therefore delays another tenant's first operation by one claim at most. Each queue offers an equal
+    /// share of the batch (rounded up), so the rows locked stay near the batch size; when a queue gave its whole share,
+    /// the claimed rows say <see cref="ClaimedOperation.MoreDue"/> and the worker claims again at once.</para>
     /// <para>With caps, the claims of all nodes take turns on one advisory lock, and each counts what is running only
     /// after it holds the lock: two nodes never both see the last free place of a cap.</para>
     /// <para>The locking subqueries sit in a MATERIALIZED CTE: written as <c>WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)</c>,
@@ -78,8 +80,9 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
 
     private const long CappedClaimLockKey = 0x506f6c6c_43617073;
 
-    // The queues with pending rows, one index descent each, and the first due, unlocked rows of each (paused kinds left
-    // out), ranked within their queue and then within their tenant.
+    // The queues with pending rows, one index descent each (paused kinds left out), and the first due, unlocked rows of
+    // each: an equal share of the batch per queue, so that a claim locks about as many rows as it takes however many
+    // tenants wait. Ranked within their queue and then within their tenant.
     private const string CandidatesSql = """
         WITH RECURSIVE queues AS (
             (SELECT owner, kind FROM operations WHERE status = 'pending' ORDER BY owner, kind LIMIT 1)
@@ -90,16 +93,17 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
                 WHERE status = 'pending' AND (owner, kind) > (q.owner, q.kind)
                 ORDER BY owner, kind
                 LIMIT 1) AS next),
+        open_queues AS MATERIALIZED (SELECT owner, kind FROM queues WHERE kind <> ALL(@paused)),
+        share AS MATERIALIZED (SELECT ceil(@limit::float8 / greatest(count(*), 1))::int AS rows FROM open_queues),
         candidates AS MATERIALIZED (
             SELECT c.id, q.owner, q.kind, c.claim_key,
                    row_number() OVER (PARTITION BY q.owner, q.kind ORDER BY c.claim_key) AS queue_turn
-            FROM queues AS q CROSS JOIN LATERAL (
+            FROM open_queues AS q CROSS JOIN LATERAL (
                 SELECT id, operations_claim_key(next_attempt_at, priority) AS claim_key FROM operations
                 WHERE status = 'pending' AND owner = q.owner AND kind = q.kind AND next_attempt_at <= @now
                 ORDER BY operations_claim_key(next_attempt_at, priority)
-                LIMIT @limit
-                FOR UPDATE SKIP LOCKED) AS c
-            WHERE q.kind <> ALL(@paused)),
+                LIMIT (SELECT rows FROM share)
+                FOR UPDATE SKIP LOCKED) AS c),
         turns AS (
             SELECT id, owner, kind, claim_key, row_number() OVER (PARTITION BY owner ORDER BY queue_turn, claim_key) AS turn
             FROM candidates),
@@ -111,7 +115,8 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             started_at = @now, updated_at = @now, version = o.version + 1
         FROM picked
         WHERE o.id = picked.id
-        RETURNING o.id, o.owner, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent
+        RETURNING o.id, o.owner, o.kind, o.payload::text AS payload, o.attempts, o.max_attempts, o.trace_parent,
+                  EXISTS (SELECT 1 FROM candidates WHERE queue_turn = (SELECT rows FROM share)) AS more_due
         """;
 
     internal const string ClaimSql = CandidatesSql + """

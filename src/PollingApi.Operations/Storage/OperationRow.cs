@@ -170,6 +170,12 @@ internal sealed class ClaimedOperation
     public int Attempts { get; init; }
     public int MaxAttempts { get; init; }
     public string? TraceParent { get; init; }
+
+    /// <summary>
+    /// Set by a claim when one of the queues it took from gave its whole share: more may be due there, so the worker
+    /// claims again at once even though the batch was not full.
+    /// </summary>
+    public bool MoreDue { get; init; }
 }
 
 /// <summary>A new operation to store.</summary>

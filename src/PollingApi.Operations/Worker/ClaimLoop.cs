@@ -27,6 +27,7 @@ internal sealed partial class ClaimLoop(
         {
             var (free, pendingMark) = slots.ReserveForClaim();
             int claimedCount = 0;
+            bool moreDue = false;
             if (free > 0)
             {
                 var now = context.Now();
@@ -44,6 +45,7 @@ internal sealed partial class ClaimLoop(
                         return store.FindClaimedAsync(context.NodeId, leaseUntil, ct);
                     }, stoppingToken).ConfigureAwait(false);
                     claimedCount = claimed.Count;
+                    moreDue = claimed.Count > 0 && claimed[0].MoreDue;
                     foreach (var operation in claimed)
                     {
                         Start(operation, handlerToken);
@@ -70,8 +72,9 @@ internal sealed partial class ClaimLoop(
                 }
             }
 
-            // A full batch means more may be due right away; otherwise wait for a wake-up or the poll interval.
-            if (claimedCount == 0 || claimedCount < free)
+            // A full batch, or a queue that gave its whole share, means more may be due right away; otherwise wait for a
+            // wake-up or the poll interval.
+            if (claimedCount == 0 || (claimedCount < free && !moreDue))
             {
                 await slots.WaitForWorkAsync(stoppingToken).ConfigureAwait(false);
             }
