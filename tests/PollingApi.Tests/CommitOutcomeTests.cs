@@ -106,7 +106,8 @@ public sealed class CommitOutcomeTests(ProxiedPollingApiFactory factory) : IClas
         var submit = await SubmitWithKeyAsync("""{"durationMs": 25}""", key);
 
         Assert.True(broken.IsCompleted, "The proxy never saw the insert.");
-        Assert.True(submit.Status == HttpStatusCode.Accepted, submit.ToString());
+        // Its current state: settling takes long enough on a loaded machine for a worker to have run it already.
+        Assert.True(submit.Status is HttpStatusCode.Accepted or HttpStatusCode.OK, submit.ToString());
         Assert.False(submit.Headers.Contains("Idempotent-Replayed"), "The request's own operation was answered as a replay.");
         var id = submit.Json.GetProperty("id").GetGuid();
         Assert.Equal([id], await IdsWithKeyAsync(key));

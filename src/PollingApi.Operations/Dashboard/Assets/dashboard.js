@@ -353,7 +353,10 @@ async function operationPage(parameters, page, id) {
   page.append(heading(`Operation ${id}`), holder);
 
   const load = async () => {
-    const [answer, attempts] = await Promise.all([call(`v1/operations/${id}`), call(`v1/operations/${id}/attempts`)]);
+    // The attempts after the operation, never alongside: a done operation's attempts, read after it, show its last
+    // attempt ended; read at the same time they could still show it running, and a done page is not reloaded.
+    const answer = await call(`v1/operations/${id}`);
+    const attempts = await call(`v1/operations/${id}/attempts`);
     if (mine !== generation) return;
     holder.replaceChildren(...operationDetail(answer.body, attempts.body.items, load));
     if (!answer.body.done) {
