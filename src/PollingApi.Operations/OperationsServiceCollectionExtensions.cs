@@ -49,7 +49,20 @@ public static class OperationsServiceCollectionExtensions
 
         var node = new NodeIdentity(settings.NodeId ?? $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}");
         services.AddSingleton(node);
-        services.TryAddSingleton(TimeProvider.System);
+        // The engine keeps the database's time (see DatabaseClock), unless the host brought a clock of its own (tests move
+        // time with a fake one).
+        var clock = services.LastOrDefault(d => d.ServiceType == typeof(TimeProvider));
+        if (clock is null || ReferenceEquals(clock.ImplementationInstance, TimeProvider.System))
+        {
+            services.RemoveAll<TimeProvider>();
+            services.AddSingleton(new DatabaseClock());
+            services.AddSingleton<TimeProvider>(sp => sp.GetRequiredService<DatabaseClock>());
+            services.AddHostedService<DatabaseClockSync>();
+        }
+        else
+        {
+            services.AddSingleton(DatabaseClock.Unused());
+        }
 
         services.AddNpgsqlDataSource(connectionString, dataSource =>
         {

@@ -41,6 +41,7 @@ internal sealed class OperationSubmitter(
     TenantQuota quota,
     OperationMetrics metrics,
     KindSettingsCache kindSettings,
+    DatabaseClock clock,
     IOptions<OperationsOptions> options,
     TimeProvider timeProvider)
 {
@@ -50,6 +51,11 @@ internal sealed class OperationSubmitter(
         {
             return new SubmitResult(SubmitStatus.QuotaExceeded, Guid.Empty);
         }
+
+        // Its creation time is when it falls due: the database's time, which a node only knows once it has measured it
+        // (moments after start; a database that cannot be reached is a 503, as for the insert).
+        await clock.WhenSynchronisedAsync(cancellationToken).WaitAsync(options.Value.CommitResolutionTimeout, timeProvider, cancellationToken)
+            .ConfigureAwait(false);
 
         // Whole microseconds, as PostgreSQL keeps them: the answer shows the times a later read of the row shows.
         var now = timeProvider.GetUtcNow();

@@ -16,12 +16,23 @@ internal sealed partial class ClaimLoop(
     AttemptRunner attempts,
     IOperationSignals signals,
     KindSettingsCache kindSettings,
+    DatabaseClock clock,
     WorkerContext context,
     ILogger<ClaimLoop> logger)
 {
     /// <summary>Claims until <paramref name="stoppingToken"/> fires; handlers it starts stop with <paramref name="handlerToken"/>.</summary>
     public async Task RunAsync(CancellationToken handlerToken, CancellationToken stoppingToken)
     {
+        // Leases and due times are the database's time: claim nothing before this node knows how far off its clock is.
+        try
+        {
+            await clock.WhenSynchronisedAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         var databaseBackoff = TimeSpan.Zero;
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -17,6 +17,7 @@ internal sealed partial class LeaseRescueJob(
     AttemptStore store,
     IOperationSignals signals,
     TimeProvider timeProvider,
+    DatabaseClock clock,
     OperationMetrics metrics,
     ILogger<LeaseRescueJob> logger) : IJob
 {
@@ -27,6 +28,12 @@ internal sealed partial class LeaseRescueJob(
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
+        // A lease is expired by the database's time: until this node knows it, it judges none.
+        if (!clock.IsSynchronised)
+        {
+            return;
+        }
+
         try
         {
             int rescued = await RescueAsync(cancellationToken).ConfigureAwait(false);
