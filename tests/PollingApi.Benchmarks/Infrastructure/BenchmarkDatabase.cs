@@ -16,6 +16,19 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 
     private readonly NpgsqlDataSource _api;
 
+    // UUIDv7 ids built from gen_random_uuid() (version 4: 122 random bits, variant 10): the first 48 bits are replaced by
+    // the Unix time in milliseconds of t.created_at, the version nibble by 7. PostgreSQL 15 has no uuidv7().
+    private const string UuidV7OfCreatedAt = """
+        encode(set_byte(overlay(uuid_send(gen_random_uuid())
+                                PLACING substring(int8send((extract(epoch FROM t.created_at) * 1000)::bigint) FROM 3)
+                                FROM 1 FOR 6),
+                        6, 112 | floor(random() * 16)::int), 'hex')::uuid
+        """;
+
+    // A no-op sleep's payload as the API stores it, and a W3C traceparent.
+    private const string SleepPayload = """'{"durationMs": 0, "failTimes": 0, "failPermanently": false}'::jsonb""";
+    private const string RandomTraceParent = "'00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-00'";
+
     private BenchmarkDatabase(NpgsqlDataSource api) => _api = api;
 
     /// <summary>The settings a benchmark must not run without, as the server reports them.</summary>
@@ -169,21 +182,16 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
     /// </summary>
     public async Task SeedFinishedOperationsAsync(int rows, CancellationToken cancellationToken)
     {
-        // UUIDv7 ids built from gen_random_uuid() (version 4: 122 random bits, variant 10): the first 48 bits are
-        // replaced by the Unix time in milliseconds, the version nibble by 7. PostgreSQL 15 has no uuidv7().
-        const string Sql = """
+        const string Sql = $$"""
             INSERT INTO operations (id, owner, kind, status, payload, result, error, idempotency_key, request_hash, attempts,
                                     max_attempts, next_attempt_at, locked_by, locked_until, cancel_requested, progress,
                                     trace_parent, created_at, updated_at, completed_at, started_at, version)
-            SELECT encode(set_byte(overlay(uuid_send(gen_random_uuid())
-                                           PLACING substring(int8send((extract(epoch FROM t.created_at) * 1000)::bigint) FROM 3)
-                                           FROM 1 FOR 6),
-                                   6, 112 | floor(random() * 16)::int), 'hex')::uuid,
+            SELECT {{UuidV7OfCreatedAt}},
                    'default', 'diagnostics.sleep', 'succeeded',
-                   '{"durationMs": 0, "failTimes": 0, "failPermanently": false}'::jsonb,
+                   {{SleepPayload}},
                    '{"sleptMs": 0, "attempt": 1}'::jsonb,
                    NULL, NULL, NULL, 1, 5, t.created_at, NULL, NULL, false, NULL,
-                   '00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-00',
+                   {{RandomTraceParent}},
                    t.created_at, t.created_at + interval '2 ms', t.created_at + interval '2 ms', t.created_at + interval '1 ms', 3
             FROM (SELECT now() - interval '1 day' + (interval '1 day' - interval '1 minute') * i / @rows AS created_at
                   FROM generate_series(0, @rows - 1) AS i) AS t
@@ -227,3 +235,4 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }
+
