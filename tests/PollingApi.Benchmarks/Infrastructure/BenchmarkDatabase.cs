@@ -7,7 +7,8 @@ namespace PollingApi.Benchmarks.Infrastructure;
 
 /// <summary>
 /// The driver's own SQL on the benchmark cluster: two databases (the API's and pgbench's), the pgbench tables,
-/// the durability check, the backlog of unfinished operations, and the finished rows seeded before (g).
+/// the durability check, the backlog of unfinished operations, the finished rows seeded before (g) and the pending ones
+/// (k) seeds and reads back.
 /// </summary>
 internal sealed class BenchmarkDatabase : IAsyncDisposable
 {
@@ -212,6 +213,88 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         await checkpoint.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// Inserts <paramref name="rows"/> pending <c>diagnostics.sleep</c> no-ops, shaped like the rows a submit stores: due at
+    /// once (created evenly over the minute before, in id order), attempts 0, the default priority and attempts. With one
+    /// owner they all belong to it; with more, to each in turn. Then VACUUM ANALYZE and a CHECKPOINT, so that each drain
+    /// starts from a table without the previous one's dead rows and does not pay for the seed's dirty pages.
+    /// </summary>
+    public async Task SeedPendingOperationsAsync(int rows, IReadOnlyList<string> owners, CancellationToken cancellationToken)
+    {
+        const string Sql = $$"""
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at, trace_parent,
+                                    created_at, updated_at, priority)
+            SELECT {{UuidV7OfCreatedAt}},
+                   (@owners::text[])[1 + t.i % cardinality(@owners::text[])], 'diagnostics.sleep', 'pending',
+                   {{SleepPayload}},
+                   0, 5, t.created_at, {{RandomTraceParent}}, t.created_at, t.created_at, 5
+            FROM (SELECT i, now() - interval '1 minute' + interval '1 minute' * i / @rows AS created_at
+                  FROM generate_series(0, @rows - 1) AS i) AS t
+            """;
+        await using var connection = await _api.OpenConnectionAsync(cancellationToken);
+        await using (var insert = new NpgsqlCommand(Sql, connection) { CommandTimeout = 1800 })
+        {
+            insert.Parameters.AddWithValue("rows", rows);
+            insert.Parameters.AddWithValue("owners", owners.ToArray());
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using (var vacuum = new NpgsqlCommand("VACUUM ANALYZE operations", connection) { CommandTimeout = 1800 })
+        {
+            await vacuum.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using var checkpoint = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 600 };
+        await checkpoint.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// (k): waits until no operation of <paramref name="owners"/> is pending and none at all is running. Asks every 100 ms
+    /// through the partial indexes of pending and running rows: the count <see cref="WaitForBacklogAsync"/> polls is planned
+    /// as a sequential scan of the whole table once it has hundreds of thousands of rows, and would compete with the drain
+    /// being measured. Throws when they are not done within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WaitUntilDrainedAsync(IReadOnlyList<string> owners, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT EXISTS (SELECT FROM operations WHERE status = 'pending' AND owner = ANY(@owners))
+                OR EXISTS (SELECT FROM operations WHERE status = 'running')
+            """;
+        var watch = Stopwatch.StartNew();
+        await using var command = _api.CreateCommand(Sql);
+        command.Parameters.AddWithValue("owners", owners.ToArray());
+        while ((bool)(await command.ExecuteScalarAsync(cancellationToken))!)
+        {
+            if (watch.Elapsed > timeout)
+            {
+                long left = await CountUnfinishedAsync(cancellationToken);
+                throw new TimeoutException($"{left} operations were still unfinished after {timeout.TotalSeconds:0} s.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// What the workers did with the operations of <paramref name="owners"/>: how many there are, how many succeeded,
+    /// how many took more than one attempt, and the first claim's start and the last handler's end as the API stored them.
+    /// </summary>
+    public async Task<DrainedOperations> ReadDrainedAsync(IReadOnlyList<string> owners, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE attempts > 1),
+                   min(started_at), max(completed_at)
+            FROM operations
+            WHERE owner = ANY(@owners)
+            """;
+        await using var command = _api.CreateCommand(Sql);
+        command.Parameters.AddWithValue("owners", owners.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new DrainedOperations(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2),
+            reader.IsDBNull(3) ? null : reader.GetDateTime(3), reader.IsDBNull(4) ? null : reader.GetDateTime(4));
+    }
+
     public ValueTask DisposeAsync() => _api.DisposeAsync();
 
     private static async Task<NpgsqlConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
@@ -236,3 +319,5 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
     }
 }
 
+/// <summary>(k): the operations of a drain as the table holds them afterwards; the times are the API's.</summary>
+internal sealed record DrainedOperations(long Count, long Succeeded, long Retried, DateTime? FirstStarted, DateTime? LastCompleted);
