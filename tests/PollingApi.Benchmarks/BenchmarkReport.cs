@@ -326,6 +326,8 @@ internal static class BenchmarkReport
                     Number(json, "seconds", drain.Seconds);
                     Number(json, "perSecond", drain.PerSecond);
                     json.WriteNumber("retried", drain.Retried);
+                    json.WriteNumber("claims", drain.Claims);
+                    Number(json, "meanBatch", drain.MeanBatch);
                     Number(json, "cpuWindowSeconds", drain.Cpu.WallSeconds);
                     Number(json, "apiCpuUsPerOp", drain.ApiMicrosecondsPerOperation);
                     Number(json, "postgresCpuUsPerOp", drain.PostgresMicrosecondsPerOperation);

@@ -134,10 +134,15 @@ internal sealed record ClaimDrainResult
     /// <summary>Operations that took more than one attempt: none, unless an attempt broke.</summary>
     public required long Retried { get; init; }
 
+    /// <summary>The claims that took at least one of the operations (their last attempts').</summary>
+    public required long Claims { get; init; }
+
     /// <summary>From the resume of the kind to the driver finding nothing unfinished.</summary>
     public required CpuUsage Cpu { get; init; }
 
     public double PerSecond => Seconds > 0 ? Operations / Seconds : double.NaN;
+
+    public double MeanBatch => Claims > 0 ? (double)Operations / Claims : double.NaN;
 
     public double ApiMicrosecondsPerOperation => Operations > 0 ? 1e6 * Cpu.Api / Operations : double.NaN;
 
@@ -566,10 +571,11 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             SeedSeconds = seedSeconds,
             Seconds = (last - first).TotalSeconds,
             Retried = drained.Retried,
+            Claims = drained.Claims,
             Cpu = usage,
         };
         Log($"(k) {name}: {operations:N0} pending operations run in {result.Seconds:0.00} s from the first claim to the last end, " +
-            $"{result.PerSecond:0} /s; per operation API {result.ApiMicrosecondsPerOperation:0} µs, PostgreSQL " +
+            $"{result.PerSecond:0} /s, {result.Claims} claims of {result.MeanBatch:0.0} on average; per operation API {result.ApiMicrosecondsPerOperation:0} µs, PostgreSQL " +
             $"{result.PostgresMicrosecondsPerOperation:0} µs" + (drained.Retried > 0 ? $"; {drained.Retried} took more than one attempt" : "") +
             $" (seeded in {seedSeconds:0.0} s); {CpuLine(usage)}");
         return result;

@@ -277,13 +277,14 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 
     /// <summary>
     /// What the workers did with the operations of <paramref name="owners"/>: how many there are, how many succeeded,
-    /// how many took more than one attempt, and the first claim's start and the last handler's end as the API stored them.
+    /// how many took more than one attempt, how many claims took them (a claim writes one <c>started_at</c> for its whole
+    /// batch), and the first claim's start and the last handler's end as the API stored them.
     /// </summary>
     public async Task<DrainedOperations> ReadDrainedAsync(IReadOnlyList<string> owners, CancellationToken cancellationToken)
     {
         const string Sql = """
             SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE attempts > 1),
-                   min(started_at), max(completed_at)
+                   count(DISTINCT started_at), min(started_at), max(completed_at)
             FROM operations
             WHERE owner = ANY(@owners)
             """;
@@ -291,8 +292,8 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         command.Parameters.AddWithValue("owners", owners.ToArray());
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
-        return new DrainedOperations(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2),
-            reader.IsDBNull(3) ? null : reader.GetDateTime(3), reader.IsDBNull(4) ? null : reader.GetDateTime(4));
+        return new DrainedOperations(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3),
+            reader.IsDBNull(4) ? null : reader.GetDateTime(4), reader.IsDBNull(5) ? null : reader.GetDateTime(5));
     }
 
     public ValueTask DisposeAsync() => _api.DisposeAsync();
@@ -320,4 +321,4 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 }
 
 /// <summary>(k): the operations of a drain as the table holds them afterwards; the times are the API's.</summary>
-internal sealed record DrainedOperations(long Count, long Succeeded, long Retried, DateTime? FirstStarted, DateTime? LastCompleted);
+internal sealed record DrainedOperations(long Count, long Succeeded, long Retried, long Claims, DateTime? FirstStarted, DateTime? LastCompleted);
