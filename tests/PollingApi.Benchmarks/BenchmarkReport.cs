@@ -36,6 +36,8 @@ internal static class BenchmarkReport
         string streams = BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture);
         string sse = $"(i) {streams} SSE streams";
         string webhookOperations = settings.WebhookOperations.ToString("N0", CultureInfo.InvariantCulture);
+        string claims = $"{settings.ClaimOperations.ToString("N0", CultureInfo.InvariantCulture)} pending no-ops";
+        string tenants = BenchmarkSettings.ClaimTenants.ToString(CultureInfo.InvariantCulture);
         return
         [
             new("e.insert_tps", "(e) reference", $"pgbench single-row INSERT, {clients}", "tx/s", r => r.Insert.TransactionsPerSecond),
@@ -85,6 +87,12 @@ internal static class BenchmarkReport
                 r => r.EventStreams.QuietSubmitToDone.P50Ms),
             new("j.deliveries_rps", "(j) webhooks", $"deliveries/s to a local receiver, {webhookOperations} operations, first to last", "deliveries/s",
                 r => r.Webhooks.DeliveriesPerSecond, r => r.Webhooks.DeliveriesPerSecond / r.EndToEnd.PerSecond, "(b)"),
+            new("k.one_tenant", "(k) claim throughput", $"workers' rate, {claims} of 1 tenant, first claim to last end", "ops/s",
+                r => r.Claims.OneTenant.PerSecond),
+            new("k.hundred_tenants", "(k) claim throughput", $"workers' rate, {claims} round-robin over {tenants} tenants", "ops/s",
+                r => r.Claims.HundredTenants.PerSecond, r => r.Claims.HundredTenants.PerSecond / r.Claims.OneTenant.PerSecond, "1 tenant"),
+            new("k.capped", "(k) claim throughput", $"workers' rate, {claims} of 1 tenant, kind capped at the handler slots", "ops/s",
+                r => r.Claims.Capped.PerSecond, r => r.Claims.Capped.PerSecond / r.Claims.OneTenant.PerSecond, "1 tenant"),
         ];
     }
 
@@ -153,6 +161,7 @@ internal static class BenchmarkReport
             Number(json, "apiWarmupSeconds", settings.ApiWarmup.TotalSeconds);
             json.WriteNumber("clients", settings.Clients);
             json.WriteNumber("seedRows", settings.SeedRows);
+            json.WriteNumber("claimOperations", settings.ClaimOperations);
             json.WriteString("waitMode", settings.WaitMode == WaitMode.Prefer ? "prefer" : "long-poll");
             json.WriteBoolean("pgStatStatements", settings.Statements);
             json.WriteStartObject("apiEnvironment");
@@ -298,6 +307,35 @@ internal static class BenchmarkReport
                 json.WriteNumber("backlogAfter", hooks.DrainBacklog);
                 json.WriteEndObject();
 
+                json.WriteStartObject("claims");
+                foreach (var (name, drain) in ClaimDrains(run))
+                {
+                    json.WriteStartObject(name);
+                    json.WriteNumber("operations", drain.Operations);
+                    json.WriteNumber("tenants", drain.Tenants);
+                    if (drain.KindCap is { } cap)
+                    {
+                        json.WriteNumber("kindCap", cap);
+                    }
+                    else
+                    {
+                        json.WriteNull("kindCap");
+                    }
+
+                    Number(json, "seedSeconds", drain.SeedSeconds);
+                    Number(json, "seconds", drain.Seconds);
+                    Number(json, "perSecond", drain.PerSecond);
+                    json.WriteNumber("retried", drain.Retried);
+                    json.WriteNumber("claims", drain.Claims);
+                    Number(json, "meanBatch", drain.MeanBatch);
+                    Number(json, "cpuWindowSeconds", drain.Cpu.WallSeconds);
+                    Number(json, "apiCpuUsPerOp", drain.ApiMicrosecondsPerOperation);
+                    Number(json, "postgresCpuUsPerOp", drain.PostgresMicrosecondsPerOperation);
+                    json.WriteEndObject();
+                }
+
+                json.WriteEndObject();
+
                 foreach (var (scenario, load) in run.Loads)
                 {
                     json.WriteStartObject(scenario);
@@ -360,6 +398,14 @@ internal static class BenchmarkReport
         ("(i) end to end, no stream open", r => r.EventStreams.Without.Cpu),
         ($"(i) {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open, idle", r => r.EventStreams.IdleWithStreams),
         ($"(i) end to end, {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open", r => r.EventStreams.With.Cpu),
+        ("(k) drain, 1 tenant", r => r.Claims.OneTenant.Cpu),
+        ($"(k) drain, {BenchmarkSettings.ClaimTenants.ToString(CultureInfo.InvariantCulture)} tenants", r => r.Claims.HundredTenants.Cpu),
+        ("(k) drain, 1 tenant, kind capped", r => r.Claims.Capped.Cpu),
+    ];
+
+    private static IEnumerable<(string Name, ClaimDrainResult Drain)> ClaimDrains(RunResult run) =>
+    [
+        ("oneTenant", run.Claims.OneTenant), ("hundredTenants", run.Claims.HundredTenants), ("capped", run.Claims.Capped),
     ];
 
     /// <summary>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
 using PollingApi.Benchmarks.Infrastructure;
 using PollingApi.Benchmarks.Load;
 using PollingApi.Harness;
@@ -29,6 +30,7 @@ internal sealed record RunResult
     public required LoadResult EndToEndSeeded { get; init; }
     public required WebhookResult Webhooks { get; init; }
     public required EventStreamsResult EventStreams { get; init; }
+    public required ClaimThroughputResult Claims { get; init; }
     public required IReadOnlyDictionary<string, string> Server { get; init; }
     public required int? ApiExitCode { get; init; }
     public required double Seconds { get; init; }
@@ -111,11 +113,47 @@ internal sealed record WebhookResult
     public double DeliveriesPerSecond => Seconds > 0 ? Deliveries / Seconds : double.NaN;
 }
 
+/// <summary>(k): the same number of pending no-ops, seeded and drained three times, one after the other.</summary>
+internal sealed record ClaimThroughputResult(ClaimDrainResult OneTenant, ClaimDrainResult HundredTenants, ClaimDrainResult Capped);
+
+/// <summary>(k): the node's workers draining one backlog of pending no-ops seeded with SQL.</summary>
+internal sealed record ClaimDrainResult
+{
+    public required int Operations { get; init; }
+    public required int Tenants { get; init; }
+
+    /// <summary>The kind's cluster-wide cap while the backlog drained; null for none.</summary>
+    public required int? KindCap { get; init; }
+
+    /// <summary>The INSERT, VACUUM ANALYZE and CHECKPOINT before the drain.</summary>
+    public required double SeedSeconds { get; init; }
+
+    /// <summary>From the first claim (the earliest <c>started_at</c>) to the last handler's end (the latest <c>completed_at</c>).</summary>
+    public required double Seconds { get; init; }
+
+    /// <summary>Operations that took more than one attempt: none, unless an attempt broke.</summary>
+    public required long Retried { get; init; }
+
+    /// <summary>The claims that took at least one of the operations (their last attempts').</summary>
+    public required long Claims { get; init; }
+
+    /// <summary>From the resume of the kind to the driver finding nothing unfinished.</summary>
+    public required CpuUsage Cpu { get; init; }
+
+    public double PerSecond => Seconds > 0 ? Operations / Seconds : double.NaN;
+
+    public double MeanBatch => Claims > 0 ? (double)Operations / Claims : double.NaN;
+
+    public double ApiMicrosecondsPerOperation => Operations > 0 ? 1e6 * Cpu.Api / Operations : double.NaN;
+
+    public double PostgresMicrosecondsPerOperation => Operations > 0 ? 1e6 * Cpu.Postgres / Operations : double.NaN;
+}
+
 /// <summary>
 /// One run of the whole set: a fresh durable cluster, the pgbench reference (e), the API started for real, then
 /// (a) submit, (b) end to end, (c) light load, (d) status reads, the seed of finished rows and (g); (f) is the
-/// API's peak resident memory at that point. Then the push deliveries, (j) webhooks and (i) event streams, on the same
-/// API. The API is stopped and the cluster deleted whatever happens.
+/// API's peak resident memory at that point. Then the push deliveries, (j) webhooks and (i) event streams, and last (k) the
+/// workers' claim throughput, on the same API. The API is stopped and the cluster deleted whatever happens.
 /// </summary>
 internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextWriter progress)
 {
@@ -124,6 +162,12 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
     private static readonly TimeSpan IdleStreamsWindow = TimeSpan.FromSeconds(3);
     private const string EventStreamsGauge = "pollingapi_event_streams";
     private const int QuietOperations = 40;
+
+    /// <summary>The kind (k) seeds: the no-op every other scenario submits.</summary>
+    private const string ClaimKind = "diagnostics.sleep";
+
+    /// <summary>Operations:MaxConcurrency when neither the environment nor the API's appsettings.json sets it.</summary>
+    private const int DefaultHandlerSlots = 32;
 
     public async Task<RunResult> ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -158,7 +202,10 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         string apiConnectionString = cluster.ConnectionStringFor(BenchmarkDatabase.ApiDatabase);
         string apiKey = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
             apiConnectionString, "bench", ApiKeyCommand.ClientScopes, "bench", cancellationToken);
-        http.DefaultRequestHeaders.Add("X-Api-Key", apiKey);
+        http.DefaultRequestHeaders.Add(ApiSteps.ApiKeyHeader, apiKey);
+        // (k) changes a kind's settings as an operator does, with a key of the admin scope alone.
+        string adminKey = await ApiKeyCommand.CreateAsync(LoopbackApiProcess.DotnetHost, settings.ApiDll,
+            apiConnectionString, "bench", ["admin"], "bench-admin", cancellationToken);
         Log("starting the API (Release, Production, from its output folder)");
         await using var api = await ApiProcess.StartAsync(settings.ApiDll, apiConnectionString, ApiEnvironment(settings),
             Path.Combine(runDirectory, "api"), http, cancellationToken);
@@ -243,6 +290,11 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         var webhooks = await WebhooksAsync(steps, api, cpu, database, cancellationToken);
         var eventStreams = await EventStreamsAsync(steps, api, cpu, database, apiKey, window, cancellationToken);
 
+        // (k) last: it adds three backlogs' worth of rows to the table and changes the kind's settings (put back after it).
+        // The change feed (i) started is still running (five minutes after its last stream closed): the three drains all
+        // pay for its reads of every changed row alike.
+        var claims = await ClaimThroughputAsync(steps, api, cpu, database, adminKey, cancellationToken);
+
         int? exitCode = await api.StopAsync(cancellationToken);
         if (exitCode != 0)
         {
@@ -269,6 +321,7 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             EndToEndSeeded = endToEndSeeded,
             Webhooks = webhooks,
             EventStreams = eventStreams,
+            Claims = claims,
             Server = database.Durability,
             ApiExitCode = exitCode,
             Seconds = total.Elapsed.TotalSeconds,
@@ -461,6 +514,105 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             await DrainAsync(database, "(i) with streams", cancellationToken);
             return result with { GaugeAfterClose = closed };
         }
+    }
+
+    /// <summary>
+    /// (k): <see cref="BenchmarkSettings.ClaimOperations"/> pending no-ops seeded with SQL while their kind is paused, then
+    /// drained by the node's workers once it is resumed; three times, one after the other: all of one tenant; spread
+    /// round-robin over <see cref="BenchmarkSettings.ClaimTenants"/> tenants; of one tenant with the kind capped at the node's
+    /// handler slots, so that every claim takes the capped path (a transaction, an advisory lock, a count of running rows)
+    /// while the cap itself never holds a slot back. The cap is removed afterwards.
+    /// </summary>
+    private async Task<ClaimThroughputResult> ClaimThroughputAsync(ApiSteps steps, ApiProcess api, CpuMeter cpu, BenchmarkDatabase database,
+        string adminKey, CancellationToken cancellationToken)
+    {
+        int slots = HandlerSlots(settings);
+        var oneTenant = await ClaimDrainAsync("one tenant", ["claims-one"], null, steps, api, cpu, database, adminKey, cancellationToken);
+        string[] tenants = [.. Enumerable.Range(0, BenchmarkSettings.ClaimTenants).Select(i => $"claims-{i.ToString("000", CultureInfo.InvariantCulture)}")];
+        var hundredTenants = await ClaimDrainAsync($"{tenants.Length} tenants", tenants, null, steps, api, cpu, database, adminKey, cancellationToken);
+        var capped = await ClaimDrainAsync($"one tenant, {ClaimKind} capped at {slots}", ["claims-capped"], slots, steps, api, cpu, database,
+            adminKey, cancellationToken);
+        await steps.PutKindSettingsAsync(ClaimKind, adminKey, paused: false, maxConcurrency: null, cancellationToken);
+        Log($"(k) {hundredTenants.PerSecond / oneTenant.PerSecond:0.00} of one tenant's rate with {tenants.Length} tenants, " +
+            $"{capped.PerSecond / oneTenant.PerSecond:0.00} with the cap; the cap is removed");
+        return new ClaimThroughputResult(oneTenant, hundredTenants, capped);
+    }
+
+    private async Task<ClaimDrainResult> ClaimDrainAsync(string name, string[] owners, int? cap, ApiSteps steps, ApiProcess api, CpuMeter cpu,
+        BenchmarkDatabase database, string adminKey, CancellationToken cancellationToken)
+    {
+        int operations = settings.ClaimOperations;
+        EnsureAlive(api);
+        // Paused, the seeded rows wait until the VACUUM and the CHECKPOINT are over, instead of being claimed during them.
+        await steps.PutKindSettingsAsync(ClaimKind, adminKey, paused: true, maxConcurrency: null, cancellationToken);
+        var seeding = Stopwatch.StartNew();
+        await database.SeedPendingOperationsAsync(operations, owners, cancellationToken);
+        double seedSeconds = seeding.Elapsed.TotalSeconds;
+
+        // Saving the settings wakes the node's worker at once (a resumed kind may have work waiting).
+        var cpuStart = cpu.Snapshot();
+        await steps.PutKindSettingsAsync(ClaimKind, adminKey, paused: false, maxConcurrency: cap, cancellationToken);
+        await database.WaitUntilDrainedAsync(owners, DrainTimeout, cancellationToken);
+        var usage = CpuMeter.Between(cpuStart, cpu.Snapshot());
+        EnsureAlive(api);
+
+        var drained = await database.ReadDrainedAsync(owners, cancellationToken);
+        if (drained.Count != operations || drained.Succeeded != operations || drained.FirstStarted is not { } first || drained.LastCompleted is not { } last)
+        {
+            throw new InvalidOperationException(
+                $"(k) {name}: of the {operations} operations seeded, {drained.Count} are in the table and {drained.Succeeded} succeeded.");
+        }
+
+        var result = new ClaimDrainResult
+        {
+            Operations = operations,
+            Tenants = owners.Length,
+            KindCap = cap,
+            SeedSeconds = seedSeconds,
+            Seconds = (last - first).TotalSeconds,
+            Retried = drained.Retried,
+            Claims = drained.Claims,
+            Cpu = usage,
+        };
+        Log($"(k) {name}: {operations:N0} pending operations run in {result.Seconds:0.00} s from the first claim to the last end, " +
+            $"{result.PerSecond:0} /s, {result.Claims} claims of {result.MeanBatch:0.0} on average; per operation API {result.ApiMicrosecondsPerOperation:0} µs, PostgreSQL " +
+            $"{result.PostgresMicrosecondsPerOperation:0} µs" + (drained.Retried > 0 ? $"; {drained.Retried} took more than one attempt" : "") +
+            $" (seeded in {seedSeconds:0.0} s); {CpuLine(usage)}");
+        return result;
+    }
+
+    /// <summary>
+    /// The node's handler slots, Operations:MaxConcurrency, as the API process gets it: from <c>--api-env</c>, else from the
+    /// environment it inherits, else from the appsettings.json beside its dll (it runs as Production, which has no settings
+    /// file of its own), else the option's default.
+    /// </summary>
+    private static int HandlerSlots(BenchmarkSettings settings)
+    {
+        const string Key = "Operations:MaxConcurrency";
+        foreach (var (name, value) in settings.ApiEnvironment)
+        {
+            if (string.Equals(name.Replace("__", ":", StringComparison.Ordinal), Key, StringComparison.OrdinalIgnoreCase))
+            {
+                return int.Parse(value, CultureInfo.InvariantCulture);
+            }
+        }
+
+        if (Environment.GetEnvironmentVariable(Key.Replace(":", "__", StringComparison.Ordinal)) is { } inherited)
+        {
+            return int.Parse(inherited, CultureInfo.InvariantCulture);
+        }
+
+        string appSettings = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(settings.ApiDll))!, "appsettings.json");
+        if (File.Exists(appSettings))
+        {
+            using var json = JsonDocument.Parse(File.ReadAllText(appSettings));
+            if (json.RootElement.TryGetProperty("Operations", out var operations) && operations.TryGetProperty("MaxConcurrency", out var slots))
+            {
+                return slots.GetInt32();
+            }
+        }
+
+        return DefaultHandlerSlots;
     }
 
     /// <summary>

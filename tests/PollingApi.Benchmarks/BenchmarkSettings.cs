@@ -18,7 +18,8 @@ internal sealed record BenchmarkSettings
     public const string Usage = """
         usage: PollingApi.Benchmarks [options]            (normally run by scripts/bench.sh)
 
-          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows: about 3 minutes in all
+          --quick             1 run, 2 s warm-up, 5 s windows, (g) with 100000 rows, (k) with 5000 operations:
+                              about 3 minutes in all
           --runs N            repeat the whole set N times on fresh clusters and report the median (default 3)
           --seconds S         measured window of each scenario (default 10)
           --warmup S          warm-up before each window (default 3)
@@ -27,6 +28,7 @@ internal sealed record BenchmarkSettings
           --clients N         concurrent clients of (a), (b), (d) and pgbench (default 32)
           --light-ops N       least operations measured in (c), whatever the window (default 500)
           --seed-rows N       finished operations inserted before (g) (default 1000000)
+          --claim-ops N       pending no-ops seeded for each of (k)'s three drains (default 20000, quick 5000)
           --wait-mode MODE    how (b) and (c) wait for the result: prefer (Prefer: wait, default) or long-poll
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
           --api-env NAME=VAL  extra environment for the API process, repeatable (e.g. Operations__MaxConcurrency=64,
@@ -56,6 +58,9 @@ internal sealed record BenchmarkSettings
 
     public int SeedRows { get; init; } = 1_000_000;
 
+    /// <summary>Pending no-ops (k) seeds for each of its drains: one tenant, 100 tenants, one tenant with the kind capped.</summary>
+    public int ClaimOperations { get; init; } = 20_000;
+
     public WaitMode WaitMode { get; init; } = WaitMode.Prefer;
 
     /// <summary>Whether to load pg_stat_statements and report the top statements of each API window.</summary>
@@ -80,6 +85,9 @@ internal sealed record BenchmarkSettings
     /// <summary>What (i)'s streams follow: every operation of the kind the load submits, each change of it.</summary>
     public const string EventStreamPath = "v1/operations/events?kind=diagnostics.sleep";
 
+    /// <summary>The tenants (k)'s second drain spreads its operations over, round-robin.</summary>
+    public const int ClaimTenants = 100;
+
     /// <summary>No-op operations (j) submits per second of the window, each delivered to the local receiver.</summary>
     public const int WebhookOperationsPerWindowSecond = 1000;
 
@@ -97,6 +105,7 @@ internal sealed record BenchmarkSettings
         int clients = 32;
         int lightOperations = 500;
         int seedRows = quick ? 100_000 : 1_000_000;
+        int claimOperations = quick ? 5_000 : 20_000;
         var waitMode = WaitMode.Prefer;
         var paths = new PathOptions("benchmarks", now);
         var apiEnvironment = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -135,6 +144,9 @@ internal sealed record BenchmarkSettings
                 case "--seed-rows":
                     seedRows = reader.WholeNumber(0, 50_000_000);
                     break;
+                case "--claim-ops":
+                    claimOperations = reader.WholeNumber(100, 5_000_000);
+                    break;
                 case "--wait-mode":
                     string mode = reader.Value();
                     waitMode = mode switch
@@ -172,6 +184,7 @@ internal sealed record BenchmarkSettings
             Clients = clients,
             LightOperations = lightOperations,
             SeedRows = seedRows,
+            ClaimOperations = claimOperations,
             WaitMode = waitMode,
             ApiDll = paths.ApiDll,
             RunDirectory = paths.RunDirectory,

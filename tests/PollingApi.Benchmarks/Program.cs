@@ -42,7 +42,7 @@ Directory.CreateDirectory(settings.RunDirectory);
 var progress = Console.Error;
 progress.WriteLine(
     $"benchmark: {settings.Runs} run(s), {settings.Window.TotalSeconds:0} s windows after {settings.Warmup.TotalSeconds:0} s warm-up, " +
-    $"{settings.Clients} clients, (g) with {settings.SeedRows:N0} rows; load average at start " +
+    $"{settings.Clients} clients, (g) with {settings.SeedRows:N0} rows, (k) with {settings.ClaimOperations:N0} operations; load average at start " +
     $"{string.Join(' ', loadAverage.Select(l => l.ToString("0.00", CultureInfo.InvariantCulture)))} on {Environment.ProcessorCount} cores; " +
     $"logs in {settings.RunDirectory}");
 

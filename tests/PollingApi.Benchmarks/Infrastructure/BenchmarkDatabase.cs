@@ -7,7 +7,8 @@ namespace PollingApi.Benchmarks.Infrastructure;
 
 /// <summary>
 /// The driver's own SQL on the benchmark cluster: two databases (the API's and pgbench's), the pgbench tables,
-/// the durability check, the backlog of unfinished operations, and the finished rows seeded before (g).
+/// the durability check, the backlog of unfinished operations, the finished rows seeded before (g) and the pending ones
+/// (k) seeds and reads back.
 /// </summary>
 internal sealed class BenchmarkDatabase : IAsyncDisposable
 {
@@ -15,6 +16,19 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
     public const string PgBenchDatabase = "bench";
 
     private readonly NpgsqlDataSource _api;
+
+    // UUIDv7 ids built from gen_random_uuid() (version 4: 122 random bits, variant 10): the first 48 bits are replaced by
+    // the Unix time in milliseconds of t.created_at, the version nibble by 7. PostgreSQL 15 has no uuidv7().
+    private const string UuidV7OfCreatedAt = """
+        encode(set_byte(overlay(uuid_send(gen_random_uuid())
+                                PLACING substring(int8send((extract(epoch FROM t.created_at) * 1000)::bigint) FROM 3)
+                                FROM 1 FOR 6),
+                        6, 112 | floor(random() * 16)::int), 'hex')::uuid
+        """;
+
+    // A no-op sleep's payload as the API stores it, and a W3C traceparent.
+    private const string SleepPayload = """'{"durationMs": 0, "failTimes": 0, "failPermanently": false}'::jsonb""";
+    private const string RandomTraceParent = "'00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-00'";
 
     private BenchmarkDatabase(NpgsqlDataSource api) => _api = api;
 
@@ -169,21 +183,16 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
     /// </summary>
     public async Task SeedFinishedOperationsAsync(int rows, CancellationToken cancellationToken)
     {
-        // UUIDv7 ids built from gen_random_uuid() (version 4: 122 random bits, variant 10): the first 48 bits are
-        // replaced by the Unix time in milliseconds, the version nibble by 7. PostgreSQL 15 has no uuidv7().
-        const string Sql = """
+        const string Sql = $$"""
             INSERT INTO operations (id, owner, kind, status, payload, result, error, idempotency_key, request_hash, attempts,
                                     max_attempts, next_attempt_at, locked_by, locked_until, cancel_requested, progress,
                                     trace_parent, created_at, updated_at, completed_at, started_at, version)
-            SELECT encode(set_byte(overlay(uuid_send(gen_random_uuid())
-                                           PLACING substring(int8send((extract(epoch FROM t.created_at) * 1000)::bigint) FROM 3)
-                                           FROM 1 FOR 6),
-                                   6, 112 | floor(random() * 16)::int), 'hex')::uuid,
+            SELECT {{UuidV7OfCreatedAt}},
                    'default', 'diagnostics.sleep', 'succeeded',
-                   '{"durationMs": 0, "failTimes": 0, "failPermanently": false}'::jsonb,
+                   {{SleepPayload}},
                    '{"sleptMs": 0, "attempt": 1}'::jsonb,
                    NULL, NULL, NULL, 1, 5, t.created_at, NULL, NULL, false, NULL,
-                   '00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-00',
+                   {{RandomTraceParent}},
                    t.created_at, t.created_at + interval '2 ms', t.created_at + interval '2 ms', t.created_at + interval '1 ms', 3
             FROM (SELECT now() - interval '1 day' + (interval '1 day' - interval '1 minute') * i / @rows AS created_at
                   FROM generate_series(0, @rows - 1) AS i) AS t
@@ -202,6 +211,89 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 
         await using var checkpoint = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 600 };
         await checkpoint.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Inserts <paramref name="rows"/> pending <c>diagnostics.sleep</c> no-ops, shaped like the rows a submit stores: due at
+    /// once (created evenly over the minute before, in id order), attempts 0, the default priority and attempts. With one
+    /// owner they all belong to it; with more, to each in turn. Then VACUUM ANALYZE and a CHECKPOINT, so that each drain
+    /// starts from a table without the previous one's dead rows and does not pay for the seed's dirty pages.
+    /// </summary>
+    public async Task SeedPendingOperationsAsync(int rows, IReadOnlyList<string> owners, CancellationToken cancellationToken)
+    {
+        const string Sql = $$"""
+            INSERT INTO operations (id, owner, kind, status, payload, attempts, max_attempts, next_attempt_at, trace_parent,
+                                    created_at, updated_at, priority)
+            SELECT {{UuidV7OfCreatedAt}},
+                   (@owners::text[])[1 + t.i % cardinality(@owners::text[])], 'diagnostics.sleep', 'pending',
+                   {{SleepPayload}},
+                   0, 5, t.created_at, {{RandomTraceParent}}, t.created_at, t.created_at, 5
+            FROM (SELECT i, now() - interval '1 minute' + interval '1 minute' * i / @rows AS created_at
+                  FROM generate_series(0, @rows - 1) AS i) AS t
+            """;
+        await using var connection = await _api.OpenConnectionAsync(cancellationToken);
+        await using (var insert = new NpgsqlCommand(Sql, connection) { CommandTimeout = 1800 })
+        {
+            insert.Parameters.AddWithValue("rows", rows);
+            insert.Parameters.AddWithValue("owners", owners.ToArray());
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using (var vacuum = new NpgsqlCommand("VACUUM ANALYZE operations", connection) { CommandTimeout = 1800 })
+        {
+            await vacuum.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using var checkpoint = new NpgsqlCommand("CHECKPOINT", connection) { CommandTimeout = 600 };
+        await checkpoint.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// (k): waits until no operation of <paramref name="owners"/> is pending and none at all is running. Asks every 100 ms
+    /// through the partial indexes of pending and running rows: the count <see cref="WaitForBacklogAsync"/> polls is planned
+    /// as a sequential scan of the whole table once it has hundreds of thousands of rows, and would compete with the drain
+    /// being measured. Throws when they are not done within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WaitUntilDrainedAsync(IReadOnlyList<string> owners, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT EXISTS (SELECT FROM operations WHERE status = 'pending' AND owner = ANY(@owners))
+                OR EXISTS (SELECT FROM operations WHERE status = 'running')
+            """;
+        var watch = Stopwatch.StartNew();
+        await using var command = _api.CreateCommand(Sql);
+        command.Parameters.AddWithValue("owners", owners.ToArray());
+        while ((bool)(await command.ExecuteScalarAsync(cancellationToken))!)
+        {
+            if (watch.Elapsed > timeout)
+            {
+                long left = await CountUnfinishedAsync(cancellationToken);
+                throw new TimeoutException($"{left} operations were still unfinished after {timeout.TotalSeconds:0} s.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// What the workers did with the operations of <paramref name="owners"/>: how many there are, how many succeeded,
+    /// how many took more than one attempt, how many claims took them (a claim writes one <c>started_at</c> for its whole
+    /// batch), and the first claim's start and the last handler's end as the API stored them.
+    /// </summary>
+    public async Task<DrainedOperations> ReadDrainedAsync(IReadOnlyList<string> owners, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            SELECT count(*), count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE attempts > 1),
+                   count(DISTINCT started_at), min(started_at), max(completed_at)
+            FROM operations
+            WHERE owner = ANY(@owners)
+            """;
+        await using var command = _api.CreateCommand(Sql);
+        command.Parameters.AddWithValue("owners", owners.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new DrainedOperations(reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3),
+            reader.IsDBNull(4) ? null : reader.GetDateTime(4), reader.IsDBNull(5) ? null : reader.GetDateTime(5));
     }
 
     public ValueTask DisposeAsync() => _api.DisposeAsync();
@@ -227,3 +319,6 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 }
+
+/// <summary>(k): the operations of a drain as the table holds them afterwards; the times are the API's.</summary>
+internal sealed record DrainedOperations(long Count, long Succeeded, long Retried, long Claims, DateTime? FirstStarted, DateTime? LastCompleted);

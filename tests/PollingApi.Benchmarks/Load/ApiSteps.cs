@@ -12,6 +12,9 @@ namespace PollingApi.Benchmarks.Load;
 /// </summary>
 internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds)
 {
+    /// <summary>The header an API key is sent in.</summary>
+    public const string ApiKeyHeader = "X-Api-Key";
+
     private static readonly byte[] NoOpSleep = "{\"durationMs\":0}"u8.ToArray();
     private static readonly byte[] SucceededStatus = "\"status\":\"succeeded\""u8.ToArray();
 
@@ -167,6 +170,40 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         if (response.StatusCode != HttpStatusCode.NoContent)
         {
             throw new InvalidOperationException((await Unexpected("DELETE /v1/webhooks/{id}", "204", response, cancellationToken)).Error);
+        }
+    }
+
+    /// <summary>
+    /// (k): replaces a kind's settings (<c>PUT /v1/admin/kinds/{kind}</c>, expect 200) as an operator does, with a key of
+    /// the admin scope instead of the load's key. A setting not given is sent as absent, which is its default: not
+    /// paused, no cap.
+    /// </summary>
+    public async Task PutKindSettingsAsync(string kind, string adminKey, bool paused, int? maxConcurrency, CancellationToken cancellationToken)
+    {
+        var settings = new Dictionary<string, object>();
+        if (paused)
+        {
+            settings["paused"] = true;
+        }
+
+        if (maxConcurrency is { } cap)
+        {
+            settings["maxConcurrency"] = cap;
+        }
+
+        var content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(settings));
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(baseAddress, $"v1/admin/kinds/{Uri.EscapeDataString(kind)}"))
+        {
+            Content = content,
+        };
+        // A header set on the request is sent instead of the client's default one of the same name.
+        request.Headers.Add(ApiKeyHeader, adminKey);
+        using var response = await http.SendAsync(request, cancellationToken);
+        byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            throw new InvalidOperationException((await Unexpected("PUT /v1/admin/kinds/{kind}", "200", response, cancellationToken, body)).Error);
         }
     }
 
