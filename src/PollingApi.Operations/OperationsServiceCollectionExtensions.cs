@@ -132,6 +132,7 @@ public static class OperationsServiceCollectionExtensions
         services.AddSingleton<OperationInserter>();
         services.AddSingleton<OperationSubmitter>();
         services.AddSingleton<OperationStatistics>();
+        services.AddSingleton<OperationQueueEstimator>();
         services.AddSingleton<RetryAfterPolicy>();
 
         services.AddSingleton<TenantQuota>();
@@ -215,7 +216,7 @@ public static class OperationsServiceCollectionExtensions
             .StartAt(TimeProvider.System.GetUtcNow() + options.ConsistencyCheckInterval)
             .WithSimpleSchedule(s => s.WithInterval(options.ConsistencyCheckInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
 
-        // The statistics only feed the Retry-After of API answers: a worker-only node has no use for them.
+        // The statistics only feed API answers (Retry-After, a pending operation's queue estimate): a worker-only node has no use for them.
         if (options.Role is OperationsRole.All or OperationsRole.Api)
         {
             quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));

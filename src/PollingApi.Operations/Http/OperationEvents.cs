@@ -28,8 +28,8 @@ internal static class OperationEvents
     private const int EventsPerWrite = 64;
 
     internal static async Task<IResult> StreamAsync(OperationRouteId id, HttpContext http, OperationQueries queries, OperationWatchers watchers,
-        IOptions<OperationsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, TimeProvider timeProvider,
-        CancellationToken cancellationToken)
+        OperationQueueEstimator estimator, IOptions<OperationsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json,
+        TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var caller = CallerClaims.Caller(http.User);
         var registration = watchers.Register(id.Value);
@@ -63,7 +63,8 @@ internal static class OperationEvents
                     string name = OperationStatus.IsTerminal(row.Status) ? DoneEvent
                         : lastStatus == row.Status && lastProgress != row.Progress ? ProgressEvent
                         : StatusEvent;
-                    await writer.WriteEventAsync(row.Version, name, OperationResource.From(row, http.Request), cancellationToken).ConfigureAwait(false);
+                    await writer.WriteEventAsync(row.Version, name, OperationResource.From(row, http.Request, estimator.For(row)), cancellationToken)
+                        .ConfigureAwait(false);
                     (lastSent, lastStatus, lastProgress) = (row.Version, row.Status, row.Progress);
                 }
 
@@ -110,8 +111,8 @@ internal static class OperationEvents
     /// from now.
     /// </summary>
     internal static async Task<IResult> StreamAllAsync(HttpContext http, OperationChangeFeed feed, OperationWatchers watchers,
-        IOptions<OperationsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, TimeProvider timeProvider,
-        CancellationToken cancellationToken, string? kind = null, string? status = null, string? tenant = null)
+        OperationQueueEstimator estimator, IOptions<OperationsOptions> options, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json,
+        TimeProvider timeProvider, CancellationToken cancellationToken, string? kind = null, string? status = null, string? tenant = null)
     {
         var errors = new Dictionary<string, string[]>();
         if (status is not null && !OperationStatus.All.Contains(status, StringComparer.Ordinal))
@@ -173,7 +174,7 @@ internal static class OperationEvents
                         string self = OperationLinkBuilder.Self(http.Request, change.Row.Id);
                         batch.Append(change.WrittenFor(self, () => EventWriter.Format(
                             $"{feed.Epoch}-{change.Sequence.ToString(CultureInfo.InvariantCulture)}", EventName(change.Row),
-                            OperationResource.From(change.Row, self), json.Value.SerializerOptions)));
+                            OperationResource.From(change.Row, self, estimator.For(change.Row)), json.Value.SerializerOptions)));
                     }
                 }
 

@@ -23,16 +23,23 @@ internal sealed record OperationResource(
     [property: Description("When a waiting retry falls due; null unless a retry is waiting for its backoff.")] DateTime? NextAttemptAt,
     [property: Description("The earliest the operation may start, as submitted with Operation-Scheduled-At; null when it was not scheduled.")] DateTime? ScheduledAt,
     [property: Description("0 (lowest) to 9 (highest): as submitted with Operation-Priority, or the kind's priority then.")] int Priority,
+    [property: Description("While pending: why it is waiting, about how many operations of its kind go before it, and when it is expected to start. Null unless pending.")]
+    OperationQueue? Queue,
     [property: Description("What the handler last reported; null if nothing.")] OperationProgress? Progress,
     [property: Description("The command's result when succeeded; null otherwise. Its shape depends on kind.")] JsonElement? Result,
     [property: Description("A problem object when failed; null otherwise.")] OperationError? Error,
     [property: Description("Where to find this operation.")] OperationLinks Links)
 {
-    internal static OperationResource From(OperationRow row, Microsoft.AspNetCore.Http.HttpRequest request) =>
-        From(row, OperationLinkBuilder.Self(request, row.Id));
+    /// <summary>The resource as answered to <paramref name="request"/>, with <paramref name="queue"/> as its queue estimate.</summary>
+    internal static OperationResource From(OperationRow row, Microsoft.AspNetCore.Http.HttpRequest request, OperationQueue? queue) =>
+        From(row, OperationLinkBuilder.Self(request, row.Id), queue);
 
-    /// <summary>The resource with links under <paramref name="self"/>, its status monitor's URL.</summary>
-    internal static OperationResource From(OperationRow row, string self) => new(
+    /// <summary>
+    /// The resource with links under <paramref name="self"/>, its status monitor's URL. <paramref name="queue"/> is shown
+    /// while the operation is pending (<see cref="Lifecycle.OperationQueueEstimator.For"/>); an operation that is not
+    /// pending has none.
+    /// </summary>
+    internal static OperationResource From(OperationRow row, string self, OperationQueue? queue) => new(
         row.Id,
         row.Kind,
         row.Owner,
@@ -47,6 +54,7 @@ internal sealed record OperationResource(
         row.Status == OperationStatus.Pending && row.Attempts > 0 ? row.NextAttemptAt : null,
         row.ScheduledAt,
         row.Priority,
+        row.Status == OperationStatus.Pending ? queue : null,
         row.Progress is null ? null : JsonSerializer.Deserialize<OperationProgress>(row.Progress, OperationJson.Options),
         row.Result is null ? null : JsonSerializer.Deserialize<JsonElement>(row.Result),
         row.Error is null ? null : JsonSerializer.Deserialize<OperationError>(row.Error, OperationJson.Options),

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Net.Http.Headers;
+using PollingApi.Operations.Lifecycle;
 using PollingApi.Operations.Storage;
 using PollingApi.Operations.Model;
 
@@ -20,10 +21,14 @@ internal static class OperationResponses
 
     /// <summary>
     /// Answers with the operation: 200 when it is terminal, else 202 with <c>Retry-After</c>; 304 when the caller's
-    /// <c>If-None-Match</c> already names the current representation.
+    /// <c>If-None-Match</c> already names the current representation. A pending operation's queue estimate and its
+    /// <c>Retry-After</c> are the same estimate. The ETag follows the operation, not the estimate: a 304 says the operation
+    /// has not changed, and its fresh <c>Retry-After</c> carries the estimate's news.
     /// </summary>
-    public static IResult Respond(HttpContext http, OperationRow row, RetryAfterPolicy retryAfter, bool withLocation = false)
+    public static IResult Respond(HttpContext http, OperationRow row, RetryAfterPolicy retryAfter, OperationQueueEstimator estimator,
+        bool withLocation = false)
     {
+        var queue = estimator.For(row);
         var headers = http.Response.Headers;
         string etag = ETagOf(row);
         headers.ETag = etag;
@@ -31,7 +36,7 @@ internal static class OperationResponses
         bool done = OperationStatus.IsTerminal(row.Status);
         if (!done)
         {
-            headers.RetryAfter = retryAfter.SecondsFor(row).ToString(CultureInfo.InvariantCulture);
+            headers.RetryAfter = retryAfter.SecondsFor(row, queue).ToString(CultureInfo.InvariantCulture);
         }
 
         string self = OperationLinkBuilder.Self(http.Request, row.Id);
@@ -46,7 +51,7 @@ internal static class OperationResponses
             return TypedResults.StatusCode(StatusCodes.Status304NotModified);
         }
 
-        var resource = OperationResource.From(row, http.Request);
+        var resource = OperationResource.From(row, http.Request, queue);
         return done ? TypedResults.Ok(resource) : TypedResults.Accepted((string?)null, resource);
     }
 

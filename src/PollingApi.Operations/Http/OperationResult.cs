@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Metadata;
 using Microsoft.Extensions.DependencyInjection;
+using PollingApi.Operations.Lifecycle;
 using PollingApi.Operations.Security;
 using PollingApi.Operations.Storage;
 
@@ -20,8 +21,9 @@ internal sealed class OperationResult(OperationRow row, bool withLocation = fals
     public Task ExecuteAsync(HttpContext httpContext)
     {
         ArgumentNullException.ThrowIfNull(httpContext);
-        var retryAfter = httpContext.RequestServices.GetRequiredService<RetryAfterPolicy>();
-        return OperationResponses.Respond(httpContext, Row, retryAfter, withLocation).ExecuteAsync(httpContext);
+        var services = httpContext.RequestServices;
+        return OperationResponses.Respond(httpContext, Row, services.GetRequiredService<RetryAfterPolicy>(),
+            services.GetRequiredService<OperationQueueEstimator>(), withLocation).ExecuteAsync(httpContext);
     }
 
     public static void PopulateMetadata(MethodInfo method, EndpointBuilder builder)

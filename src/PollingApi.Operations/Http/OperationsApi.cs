@@ -343,8 +343,8 @@ public static class OperationsApi
         [ResponseHeaders.RetryAfter, ResponseHeaders.Location, ResponseHeaders.OperationLocation];
 
     internal static async Task<Results<Ok<OperationPage>, ValidationProblem>> ListOperationsAsync(HttpContext http, OperationQueries queries,
-        CancellationToken cancellationToken, string? status = null, string? kind = null, string? tenant = null, string? createdAfter = null,
-        string? createdBefore = null, string? limit = null, string? cursor = null)
+        OperationQueueEstimator estimator, CancellationToken cancellationToken, string? status = null, string? kind = null, string? tenant = null,
+        string? createdAfter = null, string? createdBefore = null, string? limit = null, string? cursor = null)
     {
         if (!OperationPageRequest.TryParse(status, kind, tenant, createdAfter, createdBefore, limit, cursor, out var query, out var errors))
         {
@@ -354,7 +354,7 @@ public static class OperationsApi
         var rows = await queries.ListAsync(CallerClaims.Caller(http.User), query, cancellationToken).ConfigureAwait(false);
         var page = rows.Take(query.Limit).ToList();
         string? next = rows.Count > query.Limit ? OperationPageRequest.CursorAfter(page[^1].Id) : null;
-        return TypedResults.Ok(new OperationPage([.. page.Select(row => OperationResource.From(row, http.Request))], next));
+        return TypedResults.Ok(new OperationPage([.. page.Select(row => OperationResource.From(row, http.Request, estimator.For(row)))], next));
     }
 
     internal static async Task<Results<OperationResult, ValidationProblem, ProblemHttpResult>> GetOperationAsync(OperationRouteId id,

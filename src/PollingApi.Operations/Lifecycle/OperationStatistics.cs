@@ -9,10 +9,14 @@ using Quartz;
 
 namespace PollingApi.Operations.Lifecycle;
 
-/// <summary>What this node knows about each kind's recent run time and queue depth, refreshed every few seconds.</summary>
+/// <summary>
+/// What this node knows about each kind's recent run time, completion rate and queue, and about what each tenant runs,
+/// refreshed every few seconds. Read by every answer that shows a pending operation (<c>Retry-After</c>, the queue
+/// estimate) without a query of its own.
+/// </summary>
 internal sealed class OperationStatistics
 {
-    private FrozenDictionary<string, KindStatistics> _byKind = FrozenDictionary<string, KindStatistics>.Empty;
+    private volatile Snapshot _snapshot = Snapshot.Empty;
     private readonly CommandRegistry _commands;
     private readonly TimeProvider _timeProvider;
 
@@ -27,9 +31,12 @@ internal sealed class OperationStatistics
             "How long the longest-waiting due operation has waited, per kind (0 when none is due).");
     }
 
+    /// <summary>When the statistics were read; null until the first read succeeds.</summary>
+    public DateTime? ReadAt => _snapshot.ReadAt;
+
     private IEnumerable<KindStatistics> Kinds()
     {
-        var known = _byKind;
+        var known = _snapshot.ByKind;
         return known.Values.Concat(_commands.All.Where(c => !known.ContainsKey(c.Kind)).Select(c => new KindStatistics { Kind = c.Kind }));
     }
 
@@ -46,10 +53,22 @@ internal sealed class OperationStatistics
             kind.OldestDueAt is { } due ? Math.Max(0, (now - due).TotalSeconds) : 0, new KeyValuePair<string, object?>("kind", kind.Kind)));
     }
 
-    public KindStatistics? For(string kind) => _byKind.GetValueOrDefault(kind);
+    /// <summary>The kind as the last read saw it; null when it had nothing pending, running or recently ended (or before the first read).</summary>
+    public KindStatistics? For(string kind) => _snapshot.ByKind.GetValueOrDefault(kind);
 
-    internal void Replace(IEnumerable<KindStatistics> statistics) =>
-        _byKind = statistics.ToFrozenDictionary(s => s.Kind, StringComparer.Ordinal);
+    /// <summary>How many of <paramref name="tenant"/>'s operations ran at the last read, across kinds.</summary>
+    public long RunningOf(string tenant) => _snapshot.RunningByTenant.GetValueOrDefault(tenant);
+
+    internal void Replace(QueueStatistics statistics, DateTime readAt) => _snapshot = new Snapshot(
+        statistics.Kinds.ToFrozenDictionary(s => s.Kind, StringComparer.Ordinal),
+        statistics.Tenants.ToFrozenDictionary(t => t.Owner, t => t.Running, StringComparer.Ordinal),
+        readAt);
+
+    /// <summary>One read, swapped in whole so that an answer never mixes two.</summary>
+    private sealed record Snapshot(FrozenDictionary<string, KindStatistics> ByKind, FrozenDictionary<string, long> RunningByTenant, DateTime? ReadAt)
+    {
+        public static readonly Snapshot Empty = new(FrozenDictionary<string, KindStatistics>.Empty, FrozenDictionary<string, long>.Empty, null);
+    }
 }
 
 /// <summary>Reads <see cref="OperationStatistics"/> from the database: one bounded query every few seconds per node.</summary>
@@ -79,7 +98,7 @@ internal sealed partial class StatisticsRefreshJob(
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow().UtcDateTime;
-        statistics.Replace(await store.ReadKindStatisticsAsync(now, now - Window, cancellationToken).ConfigureAwait(false));
+        statistics.Replace(await store.ReadQueueStatisticsAsync(now, now - Window, cancellationToken).ConfigureAwait(false), now);
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Refreshing operation statistics failed")]

@@ -17,6 +17,13 @@ internal sealed record ClaimRules(
     /// <summary>Whether a claim must count what is running, under the lock all capped claims take turns on.</summary>
     public bool HasCaps => CappedKinds.Length > 0 || TenantCap is not null || CapTenants.Length > 0;
 
+    /// <summary>How many operations of <paramref name="tenant"/> may run at once across all nodes; null for no cap.</summary>
+    public int? TenantCapOf(string tenant)
+    {
+        int named = Array.IndexOf(CapTenants, tenant);
+        return named >= 0 ? TenantCaps[named] : TenantCap;
+    }
+
     /// <summary>Whether an operation of <paramref name="kind"/> may be claimed by the node that stores it, with no claim statement.</summary>
     public bool AllowsClaimAtInsert(string kind) =>
         TenantCap is null && CapTenants.Length == 0 && Array.IndexOf(PausedKinds, kind) < 0 && Array.IndexOf(CappedKinds, kind) < 0;

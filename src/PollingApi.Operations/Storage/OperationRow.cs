@@ -11,7 +11,7 @@ internal static class RowMapping
 {
     private static readonly Lazy<bool> Registered = new(() =>
     {
-        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(ApiKeyRow), typeof(AttemptHistoryRow), typeof(KindActivityRow), typeof(ThroughputRow), typeof(FailureGroupRow) })
+        foreach (var type in new[] { typeof(OperationRow), typeof(ClaimedOperation), typeof(RescuedOperation), typeof(RenewedLease), typeof(KindStatistics), typeof(TenantRunning), typeof(ApiKeyRow), typeof(AttemptHistoryRow), typeof(KindActivityRow), typeof(ThroughputRow), typeof(FailureGroupRow) })
         {
             SqlMapper.SetTypeMap(type, new CustomPropertyTypeMap(type, (t, column) => t.GetProperty(
                 column.Replace("_", "", StringComparison.Ordinal),
@@ -130,7 +130,10 @@ internal sealed class RenewedLease
     public bool CancelRequested { get; init; }
 }
 
-/// <summary>What the store knows about one kind, for <c>Retry-After</c>.</summary>
+/// <summary>What <see cref="OperationStore.ReadQueueStatisticsAsync"/> reads: every kind with work, and what each tenant runs.</summary>
+internal sealed record QueueStatistics(IReadOnlyList<KindStatistics> Kinds, IReadOnlyList<TenantRunning> Tenants);
+
+/// <summary>What the store knows about one kind, for <c>Retry-After</c>, the queue estimate and the queue gauges.</summary>
 internal sealed class KindStatistics
 {
     public string Kind { get; init; } = "";
@@ -146,7 +149,23 @@ internal sealed class KindStatistics
     /// <summary>When the longest-waiting due operation fell due; null when none is due.</summary>
     public DateTime? OldestDueAt { get; init; }
 
+    /// <summary>The claim key (<c>operations_claim_key</c>) of the due operation claimed first; null when none is due.</summary>
+    public DateTime? FirstDueKey { get; init; }
+
+    /// <summary>The claim key of the due operation claimed last; null when none is due.</summary>
+    public DateTime? LastDueKey { get; init; }
+
     public double? MeanRunSeconds { get; init; }
+
+    /// <summary>Operations of the kind that ended (any way) per second, lately; null when none did.</summary>
+    public double? CompletionsPerSecond { get; init; }
+}
+
+/// <summary>How many of a tenant's operations run, across kinds and nodes.</summary>
+internal sealed class TenantRunning
+{
+    public string Owner { get; init; } = "";
+    public long Running { get; init; }
 }
 
 /// <summary>Filters and keyset position of a page of operations.</summary>

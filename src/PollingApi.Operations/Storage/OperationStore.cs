@@ -295,8 +295,18 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
             .ConfigureAwait(false);
     }
 
-    /// <summary>Per kind: how many operations are due and waiting, and the mean run time of recent successes.</summary>
-    public async Task<IReadOnlyList<KindStatistics>> ReadKindStatisticsAsync(DateTime now, DateTime since, CancellationToken cancellationToken)
+    /// <summary>
+    /// Per kind: how many operations are due and waiting and the claim keys of the first and last of them, how many run,
+    /// the mean run time of the successes since <paramref name="since"/>, and how many operations ended per second lately;
+    /// and per tenant, how many of its operations run.
+    /// </summary>
+    /// <remarks>
+    /// One round trip every few seconds per API node. The queues cost one pass over the pending rows and the running ones,
+    /// as the queue gauges always did; the rates read at most the last <see cref="CompletionSample"/> completions of the
+    /// last <see cref="CompletionWindow"/> through <c>operations_completed_idx</c>, so a busy cluster costs no more than a
+    /// quiet one: when the sample is full, the rate is measured over the time it spans.
+    /// </remarks>
+    public async Task<QueueStatistics> ReadQueueStatisticsAsync(DateTime now, DateTime since, CancellationToken cancellationToken)
     {
         const string Sql = """
             WITH recent AS (
@@ -306,20 +316,49 @@ internal sealed class OperationStore(NpgsqlDataSource dataSource)
                 ORDER BY completed_at DESC
                 LIMIT 2000),
             runs AS (SELECT kind, avg(run_seconds)::float8 AS mean_run_seconds FROM recent GROUP BY kind),
+            ended AS (
+                SELECT kind, completed_at FROM operations
+                WHERE completed_at > @rateSince
+                ORDER BY completed_at DESC
+                LIMIT @sample),
+            span AS (
+                SELECT CASE WHEN count(*) < @sample THEN @rateSeconds
+                            ELSE greatest(extract(epoch FROM @now - min(completed_at))::float8, 1) END AS seconds
+                FROM ended),
+            rates AS (SELECT kind, count(*) / (SELECT seconds FROM span) AS completions_per_second FROM ended GROUP BY kind),
             queue AS (SELECT kind, count(*) FILTER (WHERE next_attempt_at <= @now) AS pending, count(*) AS pending_all,
-                             min(next_attempt_at) FILTER (WHERE next_attempt_at <= @now) AS oldest_due_at
+                             min(next_attempt_at) FILTER (WHERE next_attempt_at <= @now) AS oldest_due_at,
+                             min(operations_claim_key(next_attempt_at, priority)) FILTER (WHERE next_attempt_at <= @now) AS first_due_key,
+                             max(operations_claim_key(next_attempt_at, priority)) FILTER (WHERE next_attempt_at <= @now) AS last_due_key
                       FROM operations WHERE status = 'pending' GROUP BY kind),
-            busy AS (SELECT kind, count(*) AS running FROM operations WHERE status = 'running' GROUP BY kind)
-            SELECT coalesce(runs.kind, queue.kind, busy.kind) AS kind, coalesce(queue.pending, 0) AS pending,
-                   coalesce(queue.pending_all, 0) AS pending_all, coalesce(busy.running, 0) AS running, queue.oldest_due_at,
-                   runs.mean_run_seconds
-            FROM runs FULL JOIN queue ON runs.kind = queue.kind FULL JOIN busy ON coalesce(runs.kind, queue.kind) = busy.kind
+            busy AS (SELECT kind, count(*) AS running FROM operations WHERE status = 'running' GROUP BY kind),
+            kinds AS (SELECT kind FROM runs UNION SELECT kind FROM rates UNION SELECT kind FROM queue UNION SELECT kind FROM busy)
+            SELECT kinds.kind, coalesce(queue.pending, 0) AS pending, coalesce(queue.pending_all, 0) AS pending_all,
+                   coalesce(busy.running, 0) AS running, queue.oldest_due_at, queue.first_due_key, queue.last_due_key,
+                   runs.mean_run_seconds, rates.completions_per_second
+            FROM kinds
+            LEFT JOIN runs ON runs.kind = kinds.kind
+            LEFT JOIN rates ON rates.kind = kinds.kind
+            LEFT JOIN queue ON queue.kind = kinds.kind
+            LEFT JOIN busy ON busy.kind = kinds.kind;
+
+            SELECT owner, count(*) AS running FROM operations WHERE status = 'running' GROUP BY owner;
             """;
+        var rateSince = now - CompletionWindow;
+        double rateSeconds = CompletionWindow.TotalSeconds;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await connection.QueryAsync<KindStatistics>(new CommandDefinition(Sql, new { now, since }, cancellationToken: cancellationToken))
-            .ConfigureAwait(false);
-        return rows.AsList();
+        await using var results = await connection.QueryMultipleAsync(new CommandDefinition(Sql, new { now, since, rateSince, rateSeconds, sample = CompletionSample },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+        var kinds = (await results.ReadAsync<KindStatistics>().ConfigureAwait(false)).AsList();
+        var tenants = (await results.ReadAsync<TenantRunning>().ConfigureAwait(false)).AsList();
+        return new QueueStatistics(kinds, tenants);
     }
+
+    /// <summary>How far back <see cref="ReadQueueStatisticsAsync"/> counts completions for a kind's rate.</summary>
+    public static readonly TimeSpan CompletionWindow = TimeSpan.FromMinutes(1);
+
+    /// <summary>The most completions <see cref="ReadQueueStatisticsAsync"/> reads for the rates.</summary>
+    public const int CompletionSample = 2000;
 
     /// <summary>
     /// Per kind, for operators: due pending, running and scheduled retries now, and of the operations that finished since

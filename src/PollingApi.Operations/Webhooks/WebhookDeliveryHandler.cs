@@ -113,7 +113,8 @@ internal sealed class WebhookDeliveryHandler(WebhookStore store, WebhookSender s
             Version = data.GetProperty("version").GetInt32(),
         };
         string self = $"{options.Value.PublicBaseUrl?.TrimEnd('/')}{OperationLinkBuilder.Prefix}/{row.Id}";
-        return OperationResource.From(row, self);
+        // Deliveries are sent for operations that ended, which have no queue estimate.
+        return OperationResource.From(row, self, queue: null);
     }
 
     private static string? RawOrNull(JsonElement data, string name) =>

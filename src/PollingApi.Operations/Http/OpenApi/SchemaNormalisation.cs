@@ -23,11 +23,12 @@ internal static class SchemaNormalisation
 
     /// <summary>
     /// Descriptions for component schemas whose types carry none. A property whose schema is a <c>$ref</c> cannot have
-    /// one of its own in OpenAPI 3.0, so this is where <c>status</c> is explained.
+    /// one of its own in OpenAPI 3.0, so this is where <c>status</c> and a queue's <c>reason</c> are explained.
     /// </summary>
     private static readonly Dictionary<string, string> Descriptions = new(StringComparer.Ordinal)
     {
         [nameof(OperationState)] = "pending and running are not done; succeeded, failed and cancelled are terminal.",
+        [nameof(Model.OperationQueueReason)] = Model.OperationQueue.ReasonDescription,
     };
 
     public static void Apply(OpenApiDocument document)
