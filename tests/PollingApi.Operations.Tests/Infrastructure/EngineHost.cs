@@ -87,6 +87,13 @@ internal sealed class EngineHost : IAsyncDisposable
 
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = false, ValidateScopes = true });
         await provider.GetRequiredService<DatabaseMigrator>().MigrateAsync(CancellationToken.None);
+        // The hosted services do not run here: measure the database's clock once, as its sync would at start.
+        var clock = provider.GetRequiredService<DatabaseClock>();
+        if (!clock.IsSynchronised)
+        {
+            clock.Set(await ActivatorUtilities.CreateInstance<DatabaseClockSync>(provider).MeasureAsync(CancellationToken.None));
+        }
+
         return new EngineHost(provider, connectionString);
     }
 
