@@ -164,6 +164,24 @@ public sealed class QueueControlTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task TheLockOfACappedClaimIsHeldUntilTheClaimStatementSentWithItIsDone()
+    {
+        // The capped claim sends "take the lock" and "claim" together: they must run in one transaction, or the lock
+        // would be released before the claim counts what is running.
+        await using var dataSource = NpgsqlDataSource.Create(await PostgresServer.CreateDatabaseAsync());
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var results = await connection.QueryMultipleAsync(
+            "SELECT txid_current(), pg_advisory_xact_lock(42); SELECT txid_current(), count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()");
+        var first = await results.ReadSingleAsync<(long Transaction, object? Lock)>();
+        var second = await results.ReadSingleAsync<(long Transaction, long AdvisoryLocks)>();
+
+        Assert.Equal(first.Transaction, second.Transaction);
+        Assert.Equal(1, second.AdvisoryLocks);
+        Assert.Equal(0, await connection.ExecuteScalarAsync<long>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"));
+    }
+
+    [Fact]
     public async Task ThreeWorkerNodesNeverRunMoreOperationsOfACappedKindThanItsCap()
     {
         const int Cap = 3;

@@ -61,15 +61,16 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             return claimed.AsList();
         }
 
+        // Two statements sent together run in one implicit transaction: the lock is held until both are done, and the
+        // claim, a statement of its own, reads what is running only once it holds the lock. One round trip.
         return await WriteFailure.SentOnAsync(connection, async c =>
         {
-            await using var transaction = await c.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await c.ExecuteAsync(new CommandDefinition("SELECT pg_advisory_xact_lock(@key)", new { key = CappedClaimLockKey }, transaction,
+            await using var results = await c.QueryMultipleAsync(new CommandDefinition(CappedClaimBatchSql,
+                new { parameters.nodeId, parameters.limit, parameters.now, parameters.leaseUntil, parameters.paused, parameters.cappedKinds,
+                      parameters.kindCaps, parameters.tenantCap, parameters.capTenants, parameters.tenantCaps, key = CappedClaimLockKey },
                 cancellationToken: cancellationToken)).ConfigureAwait(false);
-            var claimed = (await c.QueryAsync<ClaimedOperation>(new CommandDefinition(CappedClaimSql, parameters, transaction,
-                cancellationToken: cancellationToken)).ConfigureAwait(false)).AsList();
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return (IReadOnlyList<ClaimedOperation>)claimed;
+            await results.ReadAsync().ConfigureAwait(false);
+            return (IReadOnlyList<ClaimedOperation>)(await results.ReadAsync<ClaimedOperation>().ConfigureAwait(false)).AsList();
         }).ConfigureAwait(false);
     }
 
@@ -79,6 +80,8 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
         ClaimAsync(nodeId, limit, now, leaseUntil, ClaimRules.None, cancellationToken);
 
     private const long CappedClaimLockKey = 0x506f6c6c_43617073;
+
+    private const string CappedClaimBatchSql = "SELECT pg_advisory_xact_lock(@key);\n" + CappedClaimSql;
 
     // The queues with pending rows, one index descent each (paused kinds left out), and the first due, unlocked rows of
     // each: an equal share of the batch per queue, so that a claim locks about as many rows as it takes however many
