@@ -16,6 +16,7 @@ internal sealed partial class LeaseRescueJob(
     NpgsqlDataSource dataSource,
     AttemptStore store,
     IOperationSignals signals,
+    DatabaseStartupGate startup,
     TimeProvider timeProvider,
     OperationMetrics metrics,
     ILogger<LeaseRescueJob> logger) : IJob
@@ -27,6 +28,12 @@ internal sealed partial class LeaseRescueJob(
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
+        if (!startup.IsOpen)
+        {
+            // The node has not migrated its database yet: the next run, after it has, does the work.
+            return;
+        }
+
         try
         {
             int rescued = await RescueAsync(cancellationToken).ConfigureAwait(false);
