@@ -85,6 +85,13 @@ public sealed class OperationsOptions
     /// </summary>
     public TimeSpan CommitResolutionTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a starting node waits for its database (reachable, and its migrations applied) before it gives up and
+    /// stops with a non-zero exit code; null (the default) waits indefinitely. Meanwhile it answers <c>/health/live</c> but
+    /// not <c>/health/ready</c>, and requests that need the database get <c>503 database-unavailable</c>.
+    /// </summary>
+    public TimeSpan? StartupDatabaseTimeout { get; set; }
+
     /// <summary>How long a finished operation (and its idempotency key) is kept before it is purged.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
 
@@ -161,6 +168,8 @@ internal sealed class OperationsOptionsValidator : IValidateOptions<OperationsOp
             $"Operations:EventHeartbeatInterval must be 00:00:00.1 to 00:05:00, not {options.EventHeartbeatInterval}.");
         Require(options.CommitResolutionTimeout >= TimeSpan.FromMilliseconds(100) && options.CommitResolutionTimeout <= TimeSpan.FromMinutes(1),
             $"Operations:CommitResolutionTimeout must be 00:00:00.100 to 00:01:00, not {options.CommitResolutionTimeout}.");
+        Require(options.StartupDatabaseTimeout is null || options.StartupDatabaseTimeout > TimeSpan.Zero,
+            $"Operations:StartupDatabaseTimeout must be positive, or not set (wait for the database indefinitely), not {options.StartupDatabaseTimeout}.");
         Require(options.Retention >= TimeSpan.FromHours(24),
             $"Operations:Retention must be at least 1.00:00:00 (24 hours), not {options.Retention}.");
         Require(options.PurgeInterval >= TimeSpan.FromSeconds(1), $"Operations:PurgeInterval must be at least 00:00:01, not {options.PurgeInterval}.");

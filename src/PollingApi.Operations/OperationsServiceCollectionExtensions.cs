@@ -92,6 +92,8 @@ public static class OperationsServiceCollectionExtensions
         services.AddMetrics();
         services.AddSingleton<OperationMetrics>();
         services.AddSingleton<DatabaseMigrator>();
+        // Migrates in the background (retrying while the database is away) and then opens the gate the rest waits for.
+        services.AddSingleton<DatabaseStartupGate>();
         services.AddHostedService<DatabaseMigrationService>();
         services.AddSingleton<OperationStore>();
         services.AddSingleton<CommitOutcomeResolver>();

@@ -114,7 +114,8 @@ if (app.Services.GetRequiredService<IOptions<OperationsOptions>>().Value.Role !=
 }
 
 await app.RunAsync();
-return 0;
+// 0, unless the node stopped itself because it failed to start (Operations:StartupDatabaseTimeout passed, a migration failed).
+return Environment.ExitCode;
 
 /// <summary>The API host; public so that tests can start it.</summary>
 public partial class Program;

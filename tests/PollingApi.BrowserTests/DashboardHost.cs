@@ -36,6 +36,9 @@ public class DashboardHost : WebApplicationFactory<Program>, IAsyncLifetime
         string address = (Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
                           ?? throw new InvalidOperationException("Kestrel reports no addresses.")).Addresses.First();
         BaseAddress = new Uri(address.EndsWith('/') ? address : address + "/");
+        // The migrations run in the background once the host has started.
+        using var client = CreateApiClient(apiKey: null);
+        await ApiReadiness.WaitAsync(client);
     }
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)

@@ -45,8 +45,8 @@ internal sealed class ConsistencyChecker
 
 /// <summary>Runs the consistency checks on one node of the cluster at a time and logs what they find.</summary>
 [DisallowConcurrentExecution]
-internal sealed partial class ConsistencyCheckJob(NpgsqlDataSource dataSource, ConsistencyChecker checker, ILogger<ConsistencyCheckJob> logger)
-    : IJob
+internal sealed partial class ConsistencyCheckJob(NpgsqlDataSource dataSource, ConsistencyChecker checker, DatabaseStartupGate startup,
+    ILogger<ConsistencyCheckJob> logger) : IJob
 {
     public static readonly JobKey Key = new("consistency-check", "operations");
 
@@ -54,6 +54,12 @@ internal sealed partial class ConsistencyCheckJob(NpgsqlDataSource dataSource, C
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
+        if (!startup.IsOpen)
+        {
+            // The node has not migrated its database yet: the next run, after it has, does the work.
+            return;
+        }
+
         try
         {
             await using var clusterLock = await ClusterLock.TryAcquireAsync(dataSource, LockKey, cancellationToken).ConfigureAwait(false);

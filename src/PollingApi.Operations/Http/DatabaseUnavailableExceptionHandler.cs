@@ -44,15 +44,18 @@ internal sealed partial class DatabaseUnavailableExceptionHandler(
                     Detail = "The connection to the database failed after a change was sent, and whether it was committed could not be " +
                              "confirmed. Read the resource again once the service answers to see what was stored.",
                 }
-                : new ProblemDetails
-                {
-                    Status = StatusCodes.Status503ServiceUnavailable,
-                    Type = ProblemTypes.DatabaseUnavailable,
-                    Title = "The service is temporarily unavailable.",
-                    Detail = "The operations database cannot be reached. Nothing was stored or changed; retry after the time in Retry-After.",
-                },
+                : NothingStoredProblem(),
         }).ConfigureAwait(false);
     }
+
+    /// <summary>The plain <c>database-unavailable</c> problem: the database was not reached, so nothing was stored or changed.</summary>
+    internal static ProblemDetails NothingStoredProblem() => new()
+    {
+        Status = StatusCodes.Status503ServiceUnavailable,
+        Type = ProblemTypes.DatabaseUnavailable,
+        Title = "The service is temporarily unavailable.",
+        Detail = "The operations database cannot be reached. Nothing was stored or changed; retry after the time in Retry-After.",
+    };
 
     private static CommitOutcomeUnknownException? FindCommitOutcomeUnknown(Exception? exception) => exception switch
     {

@@ -15,12 +15,15 @@ public static class OperationsApi
 {
     /// <summary>
     /// Authorizes each request by its endpoint's scope (signing the caller in on the way), then applies the caller's
-    /// tenant's rate limit. Call after the exception handler and before the endpoints.
+    /// tenant's rate limit. Call after the exception handler and before the endpoints. Before that, while the node is
+    /// starting and has not reached and migrated its database yet, a request to an endpoint that needs a caller is
+    /// answered <c>503 database-unavailable</c> with <c>Retry-After</c>.
     /// </summary>
     public static IApplicationBuilder UseOperationsSecurity(this IApplicationBuilder app)
     {
         ArgumentNullException.ThrowIfNull(app);
-        return app.UseAuthentication().UseAuthorization().UseMiddleware<ScopeAuthorizationMiddleware>().UseRateLimiter();
+        return app.UseMiddleware<DatabaseStartupMiddleware>()
+            .UseAuthentication().UseAuthorization().UseMiddleware<ScopeAuthorizationMiddleware>().UseRateLimiter();
     }
 
     /// <summary>

@@ -21,6 +21,7 @@ internal sealed partial class OperationNotificationListener(
     FinishedOperationCache finishedOperations,
     NodeIdentity node,
     KindSettingsRefresher kindSettings,
+    DatabaseStartupGate startup,
     TimeProvider timeProvider,
     OperationMetrics metrics,
     ILogger<OperationNotificationListener> logger) : BackgroundService
@@ -33,6 +34,16 @@ internal sealed partial class OperationNotificationListener(
     {
         // Started with the host, after the exporters: the counters of rare events show (at 0) before their first event.
         metrics.ServeRareCountersFromTheStart();
+        try
+        {
+            // A node that starts without its database says so once (the migration service), not once per reconnect here.
+            await startup.WaitUntilOpenAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         var backoff = TimeSpan.Zero;
         while (!stoppingToken.IsCancellationRequested)
         {

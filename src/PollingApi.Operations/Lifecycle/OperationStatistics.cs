@@ -76,6 +76,7 @@ internal sealed class OperationStatistics
 internal sealed partial class StatisticsRefreshJob(
     OperationStore store,
     OperationStatistics statistics,
+    DatabaseStartupGate startup,
     TimeProvider timeProvider,
     ILogger<StatisticsRefreshJob> logger) : IJob
 {
@@ -85,6 +86,12 @@ internal sealed partial class StatisticsRefreshJob(
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
+        if (!startup.IsOpen)
+        {
+            // The node has not migrated its database yet: the next run, after it has, does the work.
+            return;
+        }
+
         try
         {
             await RefreshAsync(cancellationToken).ConfigureAwait(false);

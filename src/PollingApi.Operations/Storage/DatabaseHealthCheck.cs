@@ -3,11 +3,16 @@ using Npgsql;
 
 namespace PollingApi.Operations.Storage;
 
-/// <summary>Ready when the operations database answers a query.</summary>
-internal sealed class DatabaseHealthCheck(NpgsqlDataSource dataSource) : IHealthCheck
+/// <summary>Ready once the node has reached its database and migrated it at start-up, and while the database answers a query.</summary>
+internal sealed class DatabaseHealthCheck(NpgsqlDataSource dataSource, DatabaseStartupGate startup) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
+        if (!startup.IsOpen)
+        {
+            return HealthCheckResult.Unhealthy("The node is starting: it has not reached the operations database and applied its migrations yet.");
+        }
+
         try
         {
             await using var command = dataSource.CreateCommand("SELECT 1");
@@ -19,12 +24,4 @@ internal sealed class DatabaseHealthCheck(NpgsqlDataSource dataSource) : IHealth
             return HealthCheckResult.Unhealthy("The operations database cannot be reached.");
         }
     }
-}
-
-/// <summary>Applies the migrations before the worker and the API start.</summary>
-internal sealed class DatabaseMigrationService(DatabaseMigrator migrator) : Microsoft.Extensions.Hosting.IHostedService
-{
-    public Task StartAsync(CancellationToken cancellationToken) => migrator.MigrateAsync(cancellationToken);
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

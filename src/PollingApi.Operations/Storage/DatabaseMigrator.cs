@@ -44,7 +44,8 @@ internal sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, Oper
             var result = upgrader.PerformUpgrade();
             if (!result.Successful)
             {
-                throw new InvalidOperationException($"Database migration {result.ErrorScript?.Name} failed.", result.Error);
+                throw new InvalidOperationException(
+                    result.ErrorScript is { } script ? $"Database migration {script.Name} failed." : "Database migration failed.", result.Error);
             }
 
             foreach (var script in result.Scripts)

@@ -85,10 +85,11 @@ internal sealed class KindSettingsCache(KindSettingsStore store, IOptions<Operat
 }
 
 /// <summary>
-/// Keeps <see cref="KindSettingsCache"/> current: reads at start, when asked (a change announced by any node), and every
-/// <see cref="Interval"/>; after a change it wakes the worker, so a resumed kind or a raised cap is claimed at once.
+/// Keeps <see cref="KindSettingsCache"/> current: reads once the node has migrated its database at start, when asked (a
+/// change announced by any node), and every <see cref="Interval"/>; after a change it wakes the worker, so a resumed kind
+/// or a raised cap is claimed at once.
 /// </summary>
-internal sealed partial class KindSettingsRefresher(KindSettingsCache cache, HandlerSlots slots,
+internal sealed partial class KindSettingsRefresher(KindSettingsCache cache, HandlerSlots slots, DatabaseStartupGate startup,
     ILogger<KindSettingsRefresher> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
@@ -110,6 +111,16 @@ internal sealed partial class KindSettingsRefresher(KindSettingsCache cache, Han
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        try
+        {
+            // Its table exists once the migrations ran.
+            await startup.WaitUntilOpenAsync(stoppingToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             try

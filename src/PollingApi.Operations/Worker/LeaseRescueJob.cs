@@ -16,6 +16,7 @@ internal sealed partial class LeaseRescueJob(
     NpgsqlDataSource dataSource,
     AttemptStore store,
     IOperationSignals signals,
+    DatabaseStartupGate startup,
     TimeProvider timeProvider,
     DatabaseClock clock,
     OperationMetrics metrics,
@@ -28,8 +29,9 @@ internal sealed partial class LeaseRescueJob(
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
-        // A lease is expired by the database's time: until this node knows it, it judges none.
-        if (!clock.IsSynchronised)
+        // Until the node has migrated its database, and knows how far its clock is off the database's (a lease is
+        // expired by the database's time), it judges none: the next run does the work.
+        if (!startup.IsOpen || !clock.IsSynchronised)
         {
             return;
         }

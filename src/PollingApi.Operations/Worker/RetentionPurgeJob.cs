@@ -15,6 +15,7 @@ internal sealed partial class RetentionPurgeJob(
     NpgsqlDataSource dataSource,
     OperationStore store,
     IOptions<OperationsOptions> options,
+    DatabaseStartupGate startup,
     TimeProvider timeProvider,
     ILogger<RetentionPurgeJob> logger) : IJob
 {
@@ -27,6 +28,12 @@ internal sealed partial class RetentionPurgeJob(
 
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken)
     {
+        if (!startup.IsOpen)
+        {
+            // The node has not migrated its database yet: the next run, after it has, does the work.
+            return;
+        }
+
         try
         {
             int purged = await PurgeAsync(cancellationToken).ConfigureAwait(false);

@@ -21,9 +21,19 @@ internal sealed class NodeFleet(NodeLaunch launch, HttpClient http) : IAsyncDisp
         return node;
     }
 
-    public NodeProcess StartWithoutWaiting(string nodeId, NodeRole role)
+    public NodeProcess StartWithoutWaiting(string nodeId, NodeRole role) => Start(nodeId, role, launch);
+
+    /// <summary>Starts a node whose environment also has <paramref name="settings"/> (over the launch's), without waiting for it.</summary>
+    public NodeProcess StartWithoutWaiting(string nodeId, NodeRole role, IReadOnlyDictionary<string, string> settings) =>
+        Start(nodeId, role, launch with
+        {
+            Settings = launch.Settings.Concat(settings).GroupBy(s => s.Key, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.Last().Value, StringComparer.Ordinal),
+        });
+
+    private NodeProcess Start(string nodeId, NodeRole role, NodeLaunch nodeLaunch)
     {
-        var node = NodeProcess.Start(launch, nodeId, role);
+        var node = NodeProcess.Start(nodeLaunch, nodeId, role);
         lock (_lock)
         {
             _started.Add(node);

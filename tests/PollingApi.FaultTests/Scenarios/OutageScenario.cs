@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using PollingApi.FaultTests.Infrastructure;
+using PollingApi.Harness;
 
 namespace PollingApi.FaultTests.Scenarios;
 
@@ -13,6 +14,8 @@ namespace PollingApi.FaultTests.Scenarios;
 /// once it is back the same processes accept work again and finish everything they accepted. Half the clients submit
 /// without an Idempotency-Key (through group commit), so a commit cut off by the stop is seen as a client sees it: every
 /// stored operation was answered 2xx or 503 commit-outcome-unknown naming it, never a plain 503 ("nothing was stored").
+/// Two more nodes start while it is down: one must wait for it (live, not ready, 503s) and become ready by itself when it
+/// is back, then take submits; the other, with a short <c>Operations:StartupDatabaseTimeout</c>, must give up and exit 1.
 /// </summary>
 internal sealed partial class OutageScenario(ScenarioContext context)
 {
@@ -27,6 +30,12 @@ internal sealed partial class OutageScenario(ScenarioContext context)
     private static readonly TimeSpan RecoveryDeadline = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan LoadAfterRecovery = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan TerminalDeadline = TimeSpan.FromSeconds(60);
+
+    private const string StartedDuringOutageId = "outage-started-while-down";
+    private const string GivingUpId = "outage-gives-up";
+    private const string GiveUpTimeout = "00:00:02";
+    private static readonly TimeSpan StartedDuringOutageReadyDeadline = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan GiveUpDeadline = TimeSpan.FromSeconds(30);
 
     private readonly ConcurrentQueue<RecordedAnswer> _answers = new();
     private readonly ConcurrentDictionary<Guid, bool> _accepted = new();
@@ -60,7 +69,8 @@ internal sealed partial class OutageScenario(ScenarioContext context)
             Console.WriteLine($"  load running; stopping PostgreSQL in {WarmUp.TotalSeconds:0} s for {outageLength.TotalSeconds:0} s");
             await Task.WhenAny(load, Task.Delay(WarmUp, cancellationToken));
             report.Summary["acceptedBeforeOutage"] = _accepted.Count;
-            outage = await StopAndStartPostgresAsync(outageLength, api, worker, clock, cancellationToken);
+            outage = await StopAndStartPostgresAsync(outageLength, fleet, api, worker, clock, cancellationToken);
+            var startedDuringOutageReady = ReadyAtAsync(outage.StartedDuringOutage, clock, cancellationToken);
             // The harness's own pooled connections died with the server.
             database.DataSource.Clear();
             Console.WriteLine($"  PostgreSQL is back after {(outage.StartEnd - outage.StopBegin).TotalSeconds:0.0} s; waiting for the nodes to accept work again");
@@ -75,6 +85,8 @@ internal sealed partial class OutageScenario(ScenarioContext context)
             {
                 report.Violation("submits-accepted-again", $"no submit was answered 202 within {RecoveryDeadline.TotalSeconds:0} s of PostgreSQL's restart");
             }
+
+            await CheckStartedDuringOutageAsync(report, outage, await startedDuringOutageReady, clock, cancellationToken);
         }
         finally
         {
@@ -95,8 +107,8 @@ internal sealed partial class OutageScenario(ScenarioContext context)
         var windows = new Windows(outage.StopBegin, outage.StopEnd, outage.StartBegin, outage.StartEnd);
         CheckAnswers(report, windows);
         await CheckStoredAsync(report, database, client, cancellationToken);
-        CountSettledCommits(report, [api, worker]);
-        foreach (var node in new[] { api, worker }.Where(n => n.HasExited))
+        CountSettledCommits(report, [api, worker, outage.StartedDuringOutage]);
+        foreach (var node in new[] { api, worker, outage.StartedDuringOutage }.Where(n => n.HasExited))
         {
             report.Violation("nodes-survive-the-outage", $"node {node.NodeId} exited with {node.ExitCode}; see {node.StderrPath}");
         }
@@ -119,10 +131,11 @@ internal sealed partial class OutageScenario(ScenarioContext context)
     }
 
     /// <summary>
-    /// Stops PostgreSQL, keeps it down for <paramref name="length"/> while probing the nodes' health and measuring their
-    /// CPU time, and starts it again (also when this fails half-way, for the scenarios that follow).
+    /// Stops PostgreSQL, starts two nodes while it is down, keeps it down for <paramref name="length"/> (and until the node
+    /// with the short start-up timeout has exited, at most <see cref="GiveUpDeadline"/>) while probing the nodes' health and
+    /// measuring their CPU time, and starts it again (also when this fails half-way, for the scenarios that follow).
     /// </summary>
-    private async Task<Outage> StopAndStartPostgresAsync(TimeSpan length, NodeProcess api, NodeProcess worker, Stopwatch clock,
+    private async Task<Outage> StopAndStartPostgresAsync(TimeSpan length, NodeFleet fleet, NodeProcess api, NodeProcess worker, Stopwatch clock,
         CancellationToken cancellationToken)
     {
         bool serverDown = false;
@@ -136,18 +149,30 @@ internal sealed partial class OutageScenario(ScenarioContext context)
             var workerCpuAtStop = worker.ReadCpuTime();
             var apiCpuAtStop = api.ReadCpuTime();
 
+            // A node (re)started while the database is down, as after a host reboot during the outage; and one told to give up.
+            var startedDuringOutage = fleet.StartWithoutWaiting(StartedDuringOutageId, NodeRole.All);
+            var givingUpStartedAt = clock.Elapsed;
+            var givingUp = fleet.StartWithoutWaiting(GivingUpId, NodeRole.All,
+                new Dictionary<string, string>(StringComparer.Ordinal) { ["Operations__StartupDatabaseTimeout"] = GiveUpTimeout });
+
             using var stopProbes = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var probes = ProbeHealthAsync([api, worker], clock, stopProbes.Token);
-            await Task.Delay(length, cancellationToken);
+            var startingProbes = ProbeStartingNodeAsync(startedDuringOutage, clock, stopProbes.Token);
+            // Down until the giving-up node gave up: back earlier, the database would let it start.
+            async Task<TimeSpan?> ExitedAfterAsync() =>
+                await givingUp.WaitForExitAsync(GiveUpDeadline, cancellationToken) ? clock.Elapsed - givingUpStartedAt : null;
+            var gaveUp = ExitedAfterAsync();
+            await Task.WhenAll(Task.Delay(length, cancellationToken), gaveUp);
+            var givingUpExitedAfter = await gaveUp;
             var workerCpu = worker.ReadCpuTime() - workerCpuAtStop;
             var apiCpu = api.ReadCpuTime() - apiCpuAtStop;
             var startBegin = clock.Elapsed;
             await stopProbes.CancelAsync();
-            await probes;
+            await Task.WhenAll(probes, startingProbes);
 
             await context.Cluster.StartServerAsync(cancellationToken);
             serverDown = false;
-            return new Outage(stopBegin, stopEnd, startBegin, clock.Elapsed, workerCpu, apiCpu);
+            return new Outage(stopBegin, stopEnd, startBegin, clock.Elapsed, workerCpu, apiCpu, startedDuringOutage, givingUp, givingUpExitedAfter);
         }
         finally
         {
@@ -244,6 +269,102 @@ internal sealed partial class OutageScenario(ScenarioContext context)
         {
             // The load phase is over.
         }
+    }
+
+    /// <summary>
+    /// A node started while the database is down: once it listens (before, its connections are refused and nothing is
+    /// recorded), one submit, which must be the usual 503, then its health twice a second like the other nodes.
+    /// </summary>
+    private async Task ProbeStartingNodeAsync(NodeProcess node, Stopwatch clock, CancellationToken stop)
+    {
+        var client = context.Client(node, clock);
+        try
+        {
+            while (true)
+            {
+                var live = await client.GetAsync("health/live", stop);
+                if (!live.IsTransportError)
+                {
+                    _answers.Enqueue(new RecordedAnswer("live", live, node.NodeId));
+                    break;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(100), stop);
+            }
+
+            var command = new SleepCommand(0, 0, FailPermanently: false);
+            _answers.Enqueue(new RecordedAnswer("submit", await client.PostAsync(command.Route, command.Json, null, stop), node.NodeId));
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await ProbeHealthAsync([node], clock, stop);
+    }
+
+    /// <summary>When <paramref name="node"/>'s <c>/health/ready</c> first answered 200 (polled every 100 ms), or null if it did not in time.</summary>
+    private async Task<TimeSpan?> ReadyAtAsync(NodeProcess node, Stopwatch clock, CancellationToken cancellationToken) =>
+        await node.WaitUntilReadyAsync(context.Http, StartedDuringOutageReadyDeadline, TimeSpan.FromMilliseconds(100), cancellationToken)
+            == Readiness.Ready
+            ? clock.Elapsed
+            : null;
+
+    /// <summary>
+    /// The node started while the database was down: it answered while down (checked with the others' answers), logged
+    /// its retries as warnings without stack traces, became ready by itself after the restart and then took a submit.
+    /// The giving-up node exited 1 and said why.
+    /// </summary>
+    private async Task CheckStartedDuringOutageAsync(ScenarioReport report, Outage outage, TimeSpan? readyAt, Stopwatch clock,
+        CancellationToken cancellationToken)
+    {
+        var node = outage.StartedDuringOutage;
+        var windows = new Windows(outage.StopBegin, outage.StopEnd, outage.StartBegin, outage.StartEnd);
+        int answeredWhileDown = _answers.Count(a => a.Node == node.NodeId && windows.Of(a.Answer) == Window.Outage);
+        report.Require(answeredWhileDown > 0, "started-while-down-answers",
+            () => $"node {node.NodeId} answered nothing while PostgreSQL was down; see {node.StdoutPath}");
+        report.Summary["startedWhileDownReadyAfterRestartSeconds"] = readyAt is { } ready ? Math.Round((ready - outage.StartEnd).TotalSeconds, 2) : null;
+        if (readyAt is null)
+        {
+            report.Violation("started-while-down-becomes-ready",
+                $"node {node.NodeId} was not ready within {StartedDuringOutageReadyDeadline.TotalSeconds:0} s of PostgreSQL's restart " +
+                $"(exited: {node.HasExited}, exit code {node.ExitCode}). Its last output:{Environment.NewLine}{node.Tail()}");
+        }
+        else
+        {
+            var command = new SleepCommand(0, 0, FailPermanently: false);
+            var answer = await context.Client(node, clock).PostAsync(command.Route, command.Json, $"outage-{node.NodeId}", cancellationToken);
+            _answers.Enqueue(new RecordedAnswer("submit", answer, node.NodeId));
+            if (answer.Status is 202 or 200 && answer.OperationId is { } id)
+            {
+                _accepted[id] = true;
+            }
+            else
+            {
+                report.Violation("started-while-down-takes-submits", $"node {node.NodeId} answered a submit after it was ready: {answer.Describe()}");
+            }
+        }
+
+        string log = File.Exists(node.StdoutPath) ? await File.ReadAllTextAsync(node.StdoutPath, cancellationToken) : "";
+        int warnings = StartupWarningLine().Count(log);
+        report.Summary["startedWhileDownStartupWarnings"] = warnings;
+        report.Require(warnings > 0, "started-while-down-warns", () => $"node {node.NodeId} logged no start-up warning; see {node.StdoutPath}");
+        report.Require(!StackTraceLine().IsMatch(log), "started-while-down-logs-no-stack-trace",
+            () => $"node {node.NodeId} logged a stack trace: {StackTraceLine().Match(log).Value.Trim()}; see {node.StdoutPath}");
+
+        var givingUp = outage.GivingUp;
+        report.Summary["startupTimeoutExitCode"] = givingUp.ExitCode;
+        report.Summary["startupTimeoutExitSeconds"] = outage.GivingUpExitedAfter is { } exited ? Math.Round(exited.TotalSeconds, 1) : null;
+        report.Require(givingUp.ExitCode == 1, "startup-timeout-exits-1",
+            () => givingUp.HasExited
+                ? $"node {givingUp.NodeId} exited with {givingUp.ExitCode}; see {givingUp.StdoutPath}"
+                : $"node {givingUp.NodeId} was still running {GiveUpDeadline.TotalSeconds:0} s after it started, with Operations:StartupDatabaseTimeout={GiveUpTimeout}");
+        string expected = $"within Operations:StartupDatabaseTimeout ({GiveUpTimeout})";
+        bool said = await Waiting.UntilAsync(
+            async () => File.Exists(givingUp.StdoutPath) && (await File.ReadAllTextAsync(givingUp.StdoutPath, cancellationToken)).Contains(expected, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100), cancellationToken);
+        report.Require(!givingUp.HasExited || said, "startup-timeout-says-why",
+            () => $"node {givingUp.NodeId} exited without logging \"{expected}\"; its last output:{Environment.NewLine}{givingUp.Tail()}");
     }
 
     private async Task ProbeHealthAsync(IReadOnlyList<NodeProcess> nodes, Stopwatch clock, CancellationToken stop)
@@ -386,6 +507,13 @@ internal sealed partial class OutageScenario(ScenarioContext context)
     [GeneratedRegex(@"Commit outcome of .+? is still unknown")]
     private static partial Regex StillUnknownLine();
 
+    [GeneratedRegex(@"cannot be reached at start-up \(attempt \d+\)")]
+    private static partial Regex StartupWarningLine();
+
+    /// <summary>A frame of a .NET stack trace ("   at Npgsql.NpgsqlConnection.Open...").</summary>
+    [GeneratedRegex(@"^\s+at \S+\(", RegexOptions.Multiline)]
+    private static partial Regex StackTraceLine();
+
     private static JsonObject Tally(IEnumerable<RecordedAnswer> answers) =>
         new(answers.GroupBy(a => a.Kind, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => KeyValuePair.Create(g.Key, (JsonNode?)new JsonObject(g
@@ -393,7 +521,8 @@ internal sealed partial class OutageScenario(ScenarioContext context)
                 .OrderBy(s => s.Key, StringComparer.Ordinal)
                 .Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Count()))))));
 
-    private sealed record Outage(TimeSpan StopBegin, TimeSpan StopEnd, TimeSpan StartBegin, TimeSpan StartEnd, TimeSpan WorkerCpu, TimeSpan ApiCpu);
+    private sealed record Outage(TimeSpan StopBegin, TimeSpan StopEnd, TimeSpan StartBegin, TimeSpan StartEnd, TimeSpan WorkerCpu, TimeSpan ApiCpu,
+        NodeProcess StartedDuringOutage, NodeProcess GivingUp, TimeSpan? GivingUpExitedAfter);
 
     private sealed record RecordedAnswer(string Kind, ApiAnswer Answer, string? Node = null);
 

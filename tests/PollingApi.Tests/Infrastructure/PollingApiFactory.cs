@@ -36,14 +36,20 @@ public class PollingApiFactory : WebApplicationFactory<Program>, IAsyncLifetime
         _databaseConnectionString = await PostgresServer.CreateDatabaseAsync();
         _serverConnectionString = await CreateServerConnectionStringAsync(_databaseConnectionString);
 
-        // Resolving a service starts the host: the migrations have run once this returns.
+        // Resolving a service starts the host; the migrations run in the background after that.
         string used = Services.GetRequiredService<OperationsDatabase>().ConnectionString;
         if (used != _serverConnectionString)
         {
             throw new InvalidOperationException(
                 $"The API does not use the test database: it was given '{_serverConnectionString}' but uses '{used}'.");
         }
+
+        await WaitUntilStartedAsync();
     }
+
+    /// <summary>Waits until the node has reached and migrated its database, so that tests start with a ready node.</summary>
+    protected virtual Task WaitUntilStartedAsync() =>
+        Services.GetRequiredService<DatabaseStartupGate>().WaitUntilOpenAsync(CancellationToken.None).WaitAsync(ApiReadiness.Deadline);
 
     /// <summary>The connection string the API is given; by default the database itself.</summary>
     protected virtual Task<string> CreateServerConnectionStringAsync(string databaseConnectionString) =>
