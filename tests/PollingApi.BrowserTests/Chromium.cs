@@ -67,9 +67,15 @@ public static class Screenshots
     /// <summary>The folder with PollingApi.sln above the test binaries.</summary>
     public static string RepositoryRoot { get; } = FindRoot();
 
+    /// <summary>
+    /// Where a screenshot goes: the documentation's images with <c>POLLINGAPI_UPDATE_SCREENSHOTS=1</c>, otherwise the
+    /// test results, so that an ordinary test run leaves the repository as it was.
+    /// </summary>
     public static string PathOf(string name)
     {
-        string images = Path.Combine(RepositoryRoot, "docs", "images");
+        string images = Environment.GetEnvironmentVariable("POLLINGAPI_UPDATE_SCREENSHOTS") == "1"
+            ? Path.Combine(RepositoryRoot, "docs", "images")
+            : Path.Combine(RepositoryRoot, "TestResults", "screenshots");
         Directory.CreateDirectory(images);
         return Path.Combine(images, name);
     }
