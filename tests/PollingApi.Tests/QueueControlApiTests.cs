@@ -96,8 +96,13 @@ public sealed class QueueControlApiTests(SecuredPollingApiFactory factory) : ICl
         JsonElement first = default;
         await Eventually.WaitUntilAsync(async () =>
         {
-            var attempts = await _user.FetchAsync($"/v1/operations/{id}/attempts");
-            first = attempts.Json.GetProperty("items")[0];
+            var items = (await _user.FetchAsync($"/v1/operations/{id}/attempts")).Json.GetProperty("items");
+            if (items.GetArrayLength() == 0)
+            {
+                return false;
+            }
+
+            first = items[0];
             return first.GetProperty("outcome").GetString() != null && first.GetProperty("endedAt").ValueKind == JsonValueKind.String;
         }, TimeSpan.FromSeconds(30));
         var operation = await _user.FetchAsync($"/v1/operations/{id}");
