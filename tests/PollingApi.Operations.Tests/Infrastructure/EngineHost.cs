@@ -87,6 +87,14 @@ internal sealed class EngineHost : IAsyncDisposable
 
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = false, ValidateScopes = true });
         await provider.GetRequiredService<DatabaseMigrator>().MigrateAsync(CancellationToken.None);
+        // No hosted service runs here: take the first measurement of the database's clock as a node's start-up does, or the
+        // worker would wait for it forever (a test that brought its own clock has nothing to measure).
+        var clock = provider.GetRequiredService<DatabaseClock>();
+        if (!clock.IsSynchronised)
+        {
+            clock.Set(await ActivatorUtilities.CreateInstance<DatabaseClockSync>(provider).MeasureAsync(CancellationToken.None));
+        }
+
         return new EngineHost(provider, connectionString);
     }
 
