@@ -145,6 +145,9 @@ internal sealed class ExecutionLog
     /// <summary>The most handlers that ran at the same time, across every node of the test.</summary>
     public int MostRunning => Volatile.Read(ref _mostRunning);
 
+    /// <summary>Handlers running now, across every node of the test.</summary>
+    public int Running => Volatile.Read(ref _running);
+
     public void Entered()
     {
         int now = Interlocked.Increment(ref _running);
