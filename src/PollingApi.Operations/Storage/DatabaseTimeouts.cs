@@ -16,7 +16,7 @@ namespace PollingApi.Operations.Storage;
 /// off works again once the network heals.</para>
 /// <para>A statement that times out is cancelled by Npgsql with a cancel request on a new connection, sent synchronously
 /// and bounded by the connect timeout; in a partition that adds up to two connect timeouts (with TLS negotiation) before
-/// the connection is broken: a statement sent into a partition fails after 10 to 20 s.</para>
+/// the connection is broken: a statement sent into a partition fails after 15 to 20 s.</para>
 /// <para>Npgsql's own keepalive (<c>Keepalive</c>) stays off on the engine's pool: it pings idle pooled connections from a
 /// timer thread and blocks that thread for up to the command timeout on each that does not answer, so in a partition a
 /// pool of idle connections would tie up as many thread-pool threads. TCP keepalive covers idle pooled connections
