@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using PollingApi.Operations.Handlers;
 using PollingApi.Operations.Consistency;
 using PollingApi.Operations.Http;
@@ -64,8 +65,10 @@ public static class OperationsServiceCollectionExtensions
             services.AddSingleton(DatabaseClock.Unused());
         }
 
-        services.AddNpgsqlDataSource(connectionString, dataSource =>
+        void ConfigureDataSource(NpgsqlDataSourceBuilder dataSource)
         {
+            DatabaseTimeouts.ApplyDefaults(dataSource.ConnectionStringBuilder);
+
             // The same few statements run all the time: let Npgsql prepare them (unless the connection string says otherwise).
             if (dataSource.ConnectionStringBuilder.MaxAutoPrepare == 0)
             {
@@ -87,7 +90,16 @@ public static class OperationsServiceCollectionExtensions
             {
                 dataSource.ConnectionStringBuilder.Options = (options + " -c jit=off").Trim();
             }
-        });
+        }
+
+        services.AddNpgsqlDataSource(connectionString, ConfigureDataSource);
+        // The notification listener's one long-waiting connection, apart: with Npgsql's keepalive, which pings inside its
+        // wait and breaks the connection when the ping goes unanswered (see DatabaseTimeouts).
+        services.AddNpgsqlDataSource(connectionString, dataSource =>
+        {
+            ConfigureDataSource(dataSource);
+            DatabaseTimeouts.ApplyListenerKeepalive(dataSource.ConnectionStringBuilder);
+        }, serviceKey: OperationNotificationListener.DataSourceKey);
         services.AddSingleton(new OperationsDatabase(connectionString));
         services.AddMetrics();
         services.AddSingleton<OperationMetrics>();

@@ -6,11 +6,13 @@ namespace PollingApi.FaultTests;
 internal sealed record FaultTestSettings
 {
     public const string Usage = """
-        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|all> [options]
+        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|clock-skew|network-stall|all> [options]
 
-          --operations N      crash, webhooks: operations to submit (default 3000 and 600; 10000+ is fine)
-          --duration S        crash, webhooks: shortest load phase in seconds, workers are killed throughout
-                              (default max(30, N/100) and max(20, N/30)); outage: how long PostgreSQL is down (default 10)
+          --operations N      crash, webhooks, clock-skew, network-stall: operations to submit (default 3000, 600, 3000,
+                              3000; 10000+ is fine)
+          --duration S        crash, webhooks, clock-skew, network-stall: shortest load phase in seconds, workers are killed
+                              throughout crash and webhooks (default max(30, N/100), max(20, N/30), max(30, N/100),
+                              max(77, N/100)); outage: how long PostgreSQL is down (default 10)
           --kill-interval S   crash, webhooks: seconds between two worker kills (default 3)
           --clients N         crash, webhooks: concurrent HTTP clients (default 16)
           --seed N            random seed (default: derived from the clock; printed)
@@ -82,7 +84,7 @@ internal sealed record FaultTestSettings
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "crash" or "outage" or "shutdown" or "webhooks" or "all" when scenario is null:
+                case "crash" or "outage" or "shutdown" or "webhooks" or "clock-skew" or "network-stall" or "all" when scenario is null:
                     scenario = reader.Current;
                     break;
                 default:
@@ -92,12 +94,12 @@ internal sealed record FaultTestSettings
 
         if (scenario is null)
         {
-            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks or all.");
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, clock-skew, network-stall or all.");
         }
 
         return new FaultTestSettings
         {
-            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks"] : [scenario],
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "clock-skew", "network-stall"] : [scenario],
             Operations = operations,
             Duration = duration,
             KillInterval = killInterval,

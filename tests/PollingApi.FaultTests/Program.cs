@@ -61,6 +61,8 @@ try
                 CrashScenario.Name => await new CrashScenario(context).RunAsync(interrupt.Token),
                 OutageScenario.Name => await new OutageScenario(context).RunAsync(interrupt.Token),
                 WebhooksScenario.Name => await new WebhooksScenario(context).RunAsync(interrupt.Token),
+                ClockSkewScenario.Name => await new ClockSkewScenario(context).RunAsync(interrupt.Token),
+                NetworkStallScenario.Name => await new NetworkStallScenario(context).RunAsync(interrupt.Token),
                 _ => await new ShutdownScenario(context).RunAsync(interrupt.Token),
             };
             foreach (string line in report.DescribeViolations())

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using PollingApi.Operations.Storage;
 
@@ -16,9 +15,9 @@ public sealed class DatabaseClockTests
     {
         string database = await PostgresServer.CreateDatabaseAsync();
         await using var dataSource = NpgsqlDataSource.Create(database);
-        // This machine's clock, secondsOff away from the real time (which the database server keeps here).
-        var machine = new FakeTimeProvider(TimeProvider.System.GetUtcNow().AddSeconds(secondsOff)) { AutoAdvanceAmount = TimeSpan.Zero };
-        var clock = new DatabaseClock(machine);
+        // This machine's clock, secondsOff away from the real time (which the database server keeps here), and running: a
+        // frozen one would count the time the measurement takes as offset.
+        var clock = new DatabaseClock(new ShiftedClock(TimeSpan.FromSeconds(secondsOff)));
         var sync = new DatabaseClockSync(dataSource, clock, NullLogger<DatabaseClockSync>.Instance);
 
         Assert.False(clock.IsSynchronised);
@@ -42,5 +41,11 @@ public sealed class DatabaseClockTests
         clock.Set(TimeSpan.FromSeconds(-3));
         await waiting.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(TimeSpan.FromSeconds(-3), clock.Offset);
+    }
+
+    /// <summary>The system's clock, shifted: a machine whose clock is wrong by a fixed amount.</summary>
+    private sealed class ShiftedClock(TimeSpan shift) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + shift;
     }
 }

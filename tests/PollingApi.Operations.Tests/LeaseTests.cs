@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Dapper;
+using Npgsql;
 using PollingApi.Operations.Tests.Infrastructure;
 using PollingApi.Operations.Model;
 
@@ -146,5 +148,55 @@ public sealed class LeaseTests
         var row = await host.ReadAsync(submitted.Id);
         Assert.Equal(1, row.Attempts);
         Assert.Equal(1, host.Executions.Counts[submitted.Id]);
+    }
+
+    [Fact]
+    public async Task AWorkerCutOffFromTheDatabaseStopsItsHandlerBeforeItsLeaseEndsAndHandsTheOperationBackWhenItAnswers()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        var settings = new Dictionary<string, string?>
+        {
+            ["Operations:LeaseDuration"] = "00:00:04",
+            ["Operations:LeaseRenewInterval"] = "00:00:01",
+        };
+        await using var host = await EngineHost.StartAsync(proxied, "cut-off", settings);
+        var submitted = await host.SubmitAsync(new TestRequest(Block: true), DateTime.SpecifyKind(DateTime.UnixEpoch, DateTimeKind.Utc));
+        using var stop = new CancellationTokenSource();
+        var pump = host.Worker.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Started.Contains(submitted.Id)), TimeSpan.FromSeconds(10));
+
+        // Nothing the node sends reaches the server any more: its renewals hang, as in a network partition.
+        proxy.Pause();
+        await Eventually.WaitUntilAsync(() => Task.FromResult(host.Executions.Running == 0), TimeSpan.FromSeconds(10));
+        var stoppedAt = TimeProvider.System.GetUtcNow().UtcDateTime;
+
+        await using (var direct = new NpgsqlConnection(database))
+        {
+            var row = await direct.QuerySingleAsync<(string Status, string LockedBy, DateTime LockedUntil)>(
+                "SELECT status, locked_by, locked_until FROM operations WHERE id = @id", new { id = submitted.Id });
+            Assert.Equal((OperationStatus.Running, "cut-off"), (row.Status, row.LockedBy));
+            Assert.True(stoppedAt < row.LockedUntil, $"The handler stopped at {stoppedAt:O}, after the lease it last stored ended ({row.LockedUntil:O}).");
+        }
+
+        Assert.False(host.Executions.Counts.ContainsKey(submitted.Id));
+        // The given-up attempt keeps its slot until its operation is handed back.
+        Assert.Equal(1, host.Worker.RunningCount);
+
+        // Back in touch: the worker hands the operation back at once, not after its lease, and runs it again.
+        host.Executions.Gate.SetResult();
+        proxy.Resume();
+        await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded,
+            TimeSpan.FromSeconds(30));
+        await stop.CancelAsync();
+        await pump;
+
+        var done = await host.ReadAsync(submitted.Id);
+        Assert.Equal(2, done.Attempts);
+        using var result = JsonDocument.Parse(done.Result!);
+        Assert.Equal(2, result.RootElement.GetProperty("attempt").GetInt32());
+        var history = await host.ScalarAsync<string>("SELECT attempt_history::text FROM operations WHERE id = @id", new { id = submitted.Id });
+        using var attempts = JsonDocument.Parse(history);
+        Assert.Equal(["lease_lost", "succeeded"], attempts.RootElement.EnumerateArray().Select(e => e.GetProperty("outcome").GetString()));
     }
 }

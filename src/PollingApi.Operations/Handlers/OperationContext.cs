@@ -39,7 +39,10 @@ public class OperationContext
     /// <summary>Publishes progress that pollers see in the operation's <c>progress</c> field.</summary>
     /// <param name="percent">0 to 100.</param>
     /// <param name="message">A short note for humans, at most 500 characters.</param>
-    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <param name="cancellationToken">
+    /// Stops waiting for the write: the call throws <see cref="OperationCanceledException"/> as soon as it fires. The write
+    /// itself goes on; like every write of the attempt it is stored only while the attempt holds its lease.
+    /// </param>
     public Task ReportProgressAsync(int percent, string? message, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(percent, 0);

@@ -52,7 +52,9 @@ internal sealed class OperationInserter(
 
         if (claim)
         {
-            worker.RunPromised(insert.ToClaimed());
+            var claimed = insert.ToClaimed();
+            claimed.LeaseUntil = createdAt + context.Options.LeaseDuration;
+            worker.RunPromised(claimed);
         }
 
         return insert.ToRow(context.Options.LeaseDuration);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -16,7 +17,7 @@ namespace PollingApi.Operations.Lifecycle;
 /// notifications sent while it was away are lost.
 /// </summary>
 internal sealed partial class OperationNotificationListener(
-    NpgsqlDataSource dataSource,
+    [FromKeyedServices(OperationNotificationListener.DataSourceKey)] NpgsqlDataSource dataSource,
     OperationSignals signals,
     FinishedOperationCache finishedOperations,
     NodeIdentity node,
@@ -26,6 +27,9 @@ internal sealed partial class OperationNotificationListener(
     OperationMetrics metrics,
     ILogger<OperationNotificationListener> logger) : BackgroundService
 {
+    /// <summary>The key of the listener's own data source, whose connections keep themselves alive while they wait.</summary>
+    public const string DataSourceKey = "PollingApi.Operations.Listener";
+
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
 
     private bool _listenedBefore;
@@ -125,7 +129,9 @@ internal sealed partial class OperationNotificationListener(
     {
         while (true)
         {
-            // The timeout makes a dead connection (no RST after a server crash) show up as an error.
+            // The data source's keepalive pings the server after a few quiet seconds inside the wait, and breaks a connection
+            // whose ping goes unanswered (a server crash without a reset, a partition); the timeout and the query after it
+            // do the same where the connection string turned that keepalive off.
             using var keepAlive = new NpgsqlCommand("SELECT 1", connection);
             bool notified = await connection.WaitAsync(TimeSpan.FromSeconds(30), stoppingToken).ConfigureAwait(false);
             if (!notified)

@@ -334,21 +334,74 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
 
     /// <summary>
     /// Extends the leases of the given running operations; returns the ids this node still holds, with whether
-    /// cancellation was requested for each.
+    /// cancellation was requested for each. A row another statement has locked is skipped, not waited for: that is this
+    /// node's own outcome being written (or a cancellation being requested), and the next renewal takes it if it is
+    /// still running then.
     /// </summary>
+    /// <remarks>
+    /// Waiting would put the renewal, which locks all of the node's running rows, in a lock-order cycle with the
+    /// group-committed completion of some of them: under load PostgreSQL then broke a deadlock every few seconds, after
+    /// its deadlock timeout (1 s), failing either a renewal or a batch of outcomes, on a 4 s lease long enough for
+    /// leases of a busy node to be rescued (fault scenario network-stall at 10,000 operations).
+    /// </remarks>
     public async Task<IReadOnlyList<RenewedLease>> RenewLeasesAsync(string nodeId, IReadOnlyCollection<Guid> ids, DateTime leaseUntil,
         CancellationToken cancellationToken)
     {
         // A lease renewal is not a change a poller can see, so it leaves version and updated_at alone.
         const string Sql = """
-            UPDATE operations SET locked_until = @leaseUntil
-            WHERE id = ANY(@ids) AND locked_by = @nodeId
-            RETURNING id, cancel_requested
+            WITH held AS MATERIALIZED (
+                SELECT id FROM operations
+                WHERE id = ANY(@ids) AND locked_by = @nodeId
+                FOR UPDATE SKIP LOCKED)
+            UPDATE operations AS o SET locked_until = @leaseUntil
+            FROM held
+            WHERE o.id = held.id
+            RETURNING o.id, o.cancel_requested
             """;
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var renewed = await connection.QueryAsync<RenewedLease>(new CommandDefinition(Sql,
             new { nodeId, ids = ids.ToArray(), leaseUntil }, cancellationToken: cancellationToken)).ConfigureAwait(false);
         return renewed.AsList();
+    }
+
+    /// <summary>
+    /// Hands back operations whose attempts this node gave up without storing an outcome (their leases could not be
+    /// renewed, or their outcome could not be written in time): each still held by this node on that attempt returns to
+    /// <c>pending</c>, or ends <c>failed</c> when its attempts are used up (<c>cancelled</c> when that was requested), as
+    /// lease rescue would end it once the lease ran out. Returns the rows handed back; the others are no longer this
+    /// node's.
+    /// </summary>
+    public async Task<IReadOnlyList<RescuedOperation>> HandBackAsync(string nodeId, IReadOnlyCollection<(Guid Id, int Attempt)> attempts,
+        DateTime now, string exhaustedErrorJson, string cancelledErrorJson, string leaseLostErrorJson, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations AS o
+            SET status = CASE WHEN o.cancel_requested THEN 'cancelled'
+                              WHEN o.attempts >= o.max_attempts THEN 'failed' ELSE 'pending' END,
+                error = CASE WHEN o.cancel_requested THEN CAST(@cancelledErrorJson AS jsonb)
+                             WHEN o.attempts >= o.max_attempts THEN CAST(@exhaustedErrorJson AS jsonb) END,
+                completed_at = CASE WHEN o.cancel_requested OR o.attempts >= o.max_attempts THEN @now END,
+                next_attempt_at = @now, locked_by = NULL, locked_until = NULL, updated_at = @now, version = o.version + 1,
+                attempt_history = operations_attempt_ended(o.attempt_history, o.attempts, o.started_at, @now, 'lease_lost',
+                                                           CAST(@leaseLostErrorJson AS jsonb), o.locked_by, o.trace_parent)
+            FROM unnest(@ids, @attemptNumbers) AS given_up(id, attempt)
+            WHERE o.id = given_up.id AND o.locked_by = @nodeId AND o.attempts = given_up.attempt
+            RETURNING o.id, o.kind, o.status
+            """;
+        var ids = attempts.Select(a => a.Id).ToArray();
+        var attemptNumbers = attempts.Select(a => a.Attempt).ToArray();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var handedBack = await connection.QueryAsync<RescuedOperation>(new CommandDefinition(Sql,
+            new { nodeId, ids, attemptNumbers, now, exhaustedErrorJson, cancelledErrorJson, leaseLostErrorJson },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+        return handedBack.AsList();
+    }
+
+    /// <summary>One round trip: completes when the database answers this node.</summary>
+    public async Task PingAsync(CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT 1");
+        await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

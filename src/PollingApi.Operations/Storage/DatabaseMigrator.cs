@@ -20,6 +20,8 @@ internal sealed partial class DatabaseMigrator(NpgsqlDataSource dataSource, Oper
         await using (var takeLock = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", lockConnection))
         {
             takeLock.Parameters.AddWithValue("key", MigrationLockKey);
+            // Another node may hold it for as long as its migrations take (an index built over a big table): no timeout.
+            takeLock.CommandTimeout = 0;
             await takeLock.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 

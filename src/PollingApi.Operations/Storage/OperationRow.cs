@@ -190,6 +190,9 @@ internal sealed class ClaimedOperation
     public int MaxAttempts { get; init; }
     public string? TraceParent { get; init; }
 
+    /// <summary>When the lease this node stored with the claim (or the insert) ends; null when not known.</summary>
+    public DateTime? LeaseUntil { get; set; }
+
     /// <summary>
     /// Set by a claim when one of the queues it took from gave its whole share: more may be due there, so the worker
     /// claims again at once even though the batch was not full.

@@ -156,11 +156,23 @@ internal sealed partial class AttemptOutcomes(
         }, writer.LeftAs(operation, (OperationStatus.Pending, null), (OperationStatus.Cancelled, ProblemTypes.OperationCancelled)),
             terminal: false, stored: () => Ended(operation, outcome, status: null));
 
-    /// <summary>Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler.</summary>
-    public async Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
+    /// <summary>
+    /// Publishes a running attempt's progress; a lost lease is logged, not thrown at the handler. The handler waits for
+    /// the write only until its token fires: the write itself is not cancelled (it is fenced like every write of the
+    /// attempt, and bounded by the command timeout). Cancelling an Npgsql command sends a cancel request on a new
+    /// connection, which in a network partition takes as long as the connect timeout, or longer: a handler whose lease
+    /// is being given up must not wait for that.
+    /// </summary>
+    public Task ReportProgressAsync(ClaimedOperation operation, int percent, string? message, CancellationToken cancellationToken)
     {
         string progressJson = JsonSerializer.Serialize(new OperationProgress(percent, message), OperationJson.Options);
-        if (!await store.ReportProgressAsync(operation.Id, context.NodeId, operation.Attempts, progressJson, context.Now(), cancellationToken)
+        var write = PublishProgressAsync(operation, progressJson);
+        return write.IsCompleted ? write : WaitForProgressAsync(write, cancellationToken);
+    }
+
+    private async Task PublishProgressAsync(ClaimedOperation operation, string progressJson)
+    {
+        if (!await store.ReportProgressAsync(operation.Id, context.NodeId, operation.Attempts, progressJson, context.Now(), CancellationToken.None)
                 .ConfigureAwait(false))
         {
             writer.ReportFencedOut(operation);
@@ -168,6 +180,21 @@ internal sealed partial class AttemptOutcomes(
         }
 
         writer.ReportProgressStored(operation.Id);
+    }
+
+    private async Task WaitForProgressAsync(Task write, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await write.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !write.IsCompleted)
+        {
+            // The handler goes on without it; how the write ends is still logged.
+            _ = write.ContinueWith(static (ended, state) => ((AttemptOutcomes)state!).LogAbandonedProgressFailed(ended.Exception!.GetBaseException()),
+                this, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            throw;
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Operation failed on its last attempt {Attempt}")]
@@ -178,6 +205,9 @@ internal sealed partial class AttemptOutcomes(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Attempt {Attempt} ran longer than the kind's attempt timeout of {TimeoutSeconds} s and was cancelled")]
     private partial void LogTimedOut(int attempt, int timeoutSeconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A progress write its handler stopped waiting for failed")]
+    private partial void LogAbandonedProgressFailed(Exception exception);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Operation succeeded")]
     private partial void LogSucceeded();

@@ -20,6 +20,7 @@ internal sealed partial class AttemptRunner(
     AttemptOutcomes outcomes,
     KindSettingsCache kindSettings,
     RunningHandlers running,
+    LeaseKeeper leases,
     WorkerContext workerContext,
     ILogger<AttemptRunner> logger)
 {
@@ -46,17 +47,31 @@ internal sealed partial class AttemptRunner(
             ["TraceId"] = activity?.TraceId.ToString() ?? (submitted == default ? null : submitted.TraceId.ToString()),
         });
         var transactionScope = new TransactionHolder();
+        bool handBack = false;
         try
         {
-            await RunCoreAsync(operation, transactionScope, handlerToken, shutdownToken).ConfigureAwait(false);
+            handBack = await RunCoreAsync(operation, transactionScope, handlerToken, shutdownToken).ConfigureAwait(false);
+        }
+        catch (NpgsqlException ex) when (!shutdownToken.IsCancellationRequested)
+        {
+            // Its outcome could not be stored while the lease lasted (the outcome writer gave up): still this node's, perhaps.
+            LogOutcomeNotStored(ex);
+            handBack = true;
         }
         finally
         {
             await transactionScope.DisposeAsync().ConfigureAwait(false);
         }
+
+        if (handBack)
+        {
+            // The attempt keeps its slot until its operation is handed back, so this node never holds more than its slots.
+            await leases.HandBackAsync(operation, shutdownToken).ConfigureAwait(false);
+        }
     }
 
-    private async Task RunCoreAsync(ClaimedOperation operation, TransactionHolder transactionScope, CancellationToken handlerToken,
+    /// <summary>Runs the attempt and stores its outcome; true when it was given up without one (see <see cref="LeaseKeeper.HandBackAsync"/>).</summary>
+    private async Task<bool> RunCoreAsync(ClaimedOperation operation, TransactionHolder transactionScope, CancellationToken handlerToken,
         CancellationToken shutdownToken)
     {
         var command = commands.Find(operation.Kind);
@@ -65,7 +80,7 @@ internal sealed partial class AttemptRunner(
             LogUnknownKind(operation.Kind);
             await outcomes.FailAsync(operation, ProblemTypes.UnknownKind, "Unknown command kind.",
                 $"No handler for '{operation.Kind}' is registered.").ConfigureAwait(false);
-            return;
+            return false;
         }
 
         // The kind's attempt timeout, as it is when the attempt starts, fires the handler's token and ends the lease's renewal.
@@ -94,7 +109,7 @@ internal sealed partial class AttemptRunner(
             if (transaction is not null)
             {
                 await outcomes.SucceedInTransactionAsync(operation, transaction, resultJson).ConfigureAwait(false);
-                return;
+                return false;
             }
         }
         catch (OperationCanceledException) when (shutdownToken.IsCancellationRequested)
@@ -102,20 +117,30 @@ internal sealed partial class AttemptRunner(
             // Shutdown cancelled the handler: the lease is released, not counted as a failure.
             LogInterrupted();
             outcomes.Interrupted(operation);
-            return;
+            return false;
+        }
+        catch (OperationCanceledException) when (running.IsAbandoned(operation.Id))
+        {
+            // The lease could not be renewed and is about to end: nothing is written (the database is not answering,
+            // and another node may have the operation by then). The lease keeper hands the operation back when the
+            // database answers, unless lease rescue took it first.
+            var leaseLeft = running.LeaseUntil(operation.Id) is { } until ? until - workerContext.Now() : TimeSpan.Zero;
+            LogAbandoned(leaseLeft.TotalMilliseconds);
+            await transactionScope.RollbackAsync().ConfigureAwait(false);
+            return true;
         }
         catch (OperationCanceledException) when (handlerToken.IsCancellationRequested)
         {
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             LogCancelled();
             await outcomes.CancelledAsync(operation).ConfigureAwait(false);
-            return;
+            return false;
         }
         catch (OperationCanceledException) when (timeout is { IsCancellationRequested: true })
         {
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             await outcomes.TimedOutAsync(operation, timeoutSeconds!.Value).ConfigureAwait(false);
-            return;
+            return false;
         }
         catch (PermanentOperationFailureException ex)
         {
@@ -124,7 +149,7 @@ internal sealed partial class AttemptRunner(
             // service: logged with its type and title, without a stack trace.
             LogPermanentFailure(ex.Type, ex.Title);
             await outcomes.FailAsync(operation, ex.Type, ex.Title, ex.Detail).ConfigureAwait(false);
-            return;
+            return false;
         }
 #pragma warning disable CA1031 // A handler's failure of any type is an outcome to record, not a crash of the worker.
         catch (Exception ex)
@@ -132,10 +157,11 @@ internal sealed partial class AttemptRunner(
         {
             await transactionScope.RollbackAsync().ConfigureAwait(false);
             await outcomes.FailTransientlyAsync(operation, ex).ConfigureAwait(false);
-            return;
+            return false;
         }
 
         await outcomes.SucceedAsync(operation, resultJson).ConfigureAwait(false);
+        return false;
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "No handler is registered for kind {Kind}")]
@@ -143,6 +169,13 @@ internal sealed partial class AttemptRunner(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Handler interrupted by shutdown; the operation will be released")]
     private partial void LogInterrupted();
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "Handler stopped with its lease unrenewed, {LeaseLeftMs:0} ms before the lease ends; its operation is handed back when the database answers")]
+    private partial void LogAbandoned(double leaseLeftMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The attempt's outcome could not be stored while its lease lasted; the operation is handed back")]
+    private partial void LogOutcomeNotStored(Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Handler stopped on a cancellation request")]
     private partial void LogCancelled();

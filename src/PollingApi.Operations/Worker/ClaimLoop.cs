@@ -16,6 +16,7 @@ internal sealed partial class ClaimLoop(
     AttemptRunner attempts,
     IOperationSignals signals,
     KindSettingsCache kindSettings,
+    LeaseKeeper leases,
     DatabaseClock clock,
     WorkerContext context,
     ILogger<ClaimLoop> logger)
@@ -36,6 +37,16 @@ internal sealed partial class ClaimLoop(
         var databaseBackoff = TimeSpan.Zero;
         while (!stoppingToken.IsCancellationRequested)
         {
+            // After this node gave up leases it could not renew, it takes no new work until the database answers it again.
+            try
+            {
+                await leases.WhenClaimsAllowedAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
             var (free, pendingMark) = slots.ReserveForClaim();
             int claimedCount = 0;
             bool moreDue = false;
@@ -59,6 +70,7 @@ internal sealed partial class ClaimLoop(
                     moreDue = claimed.Count > 0 && claimed[0].MoreDue;
                     foreach (var operation in claimed)
                     {
+                        operation.LeaseUntil = leaseUntil;
                         Start(operation, handlerToken);
                         signals.Changed(operation.Id);
                     }
@@ -94,7 +106,8 @@ internal sealed partial class ClaimLoop(
 
     /// <summary>Starts an attempt of an operation this node holds, in a slot already taken.</summary>
     public void Start(ClaimedOperation operation, CancellationToken handlerToken) =>
-        running.Start(operation.Id, ct => attempts.RunAsync(operation, ct, handlerToken), handlerToken);
+        running.Start(operation.Id, operation.LeaseUntil ?? context.Now() + context.Options.LeaseDuration,
+            ct => attempts.RunAsync(operation, ct, handlerToken), handlerToken);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Claiming operations failed; retrying in {Delay}")]
     private partial void LogClaimFailed(Exception exception, TimeSpan delay);

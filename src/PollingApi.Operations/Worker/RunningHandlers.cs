@@ -4,8 +4,9 @@ using Microsoft.Extensions.Logging;
 namespace PollingApi.Operations.Worker;
 
 /// <summary>
-/// The handlers running on this node, each with its own cancellation: a cancellation request fires one, the shutdown
-/// drain waits for all, then cancels those still running.
+/// The handlers running on this node, each with its own cancellation and the end of the lease it holds: a cancellation
+/// request fires one, a lease about to lapse unrenewed fires it too (see <see cref="Abandon"/>), the shutdown drain waits
+/// for all, then cancels those still running.
 /// </summary>
 internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext context, ILogger<RunningHandlers> logger)
 {
@@ -16,12 +17,19 @@ internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext 
 
     public IReadOnlyCollection<Guid> Ids => [.. _running.Keys];
 
-    /// <summary>The running operations whose leases this node keeps renewing: all but those past their attempt timeout.</summary>
-    public IReadOnlyCollection<Guid> RenewableIds => _unrenewed.IsEmpty ? Ids : [.. _running.Keys.Where(id => !_unrenewed.ContainsKey(id))];
+    /// <summary>
+    /// The running operations whose leases this node keeps renewing: all but those past their attempt timeout, those whose
+    /// leases it gave up, and those it is handing back.
+    /// </summary>
+    public IReadOnlyCollection<Guid> RenewableIds =>
+        _unrenewed.IsEmpty && !_running.Values.Any(h => h.Abandoned)
+            ? Ids
+            : [.. _running.Where(r => !_unrenewed.ContainsKey(r.Key) && !r.Value.Abandoned).Select(r => r.Key)];
 
     /// <summary>
-    /// Stops renewing the lease of an operation whose attempt ran out of time: a handler that stops on its token ends the
-    /// attempt itself well within the lease; one that ignores it loses the lease, and what it writes after that is fenced out.
+    /// Stops renewing the lease of an operation whose attempt ran out of time (a handler that stops on its token ends the
+    /// attempt itself well within the lease; one that ignores it loses the lease, and what it writes after that is fenced
+    /// out), or that is being handed back.
     /// </summary>
     public void StopRenewing(Guid id)
     {
@@ -32,17 +40,82 @@ internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext 
     }
 
     /// <summary>
-    /// Runs <paramref name="run"/> for operation <paramref name="id"/> in a slot already taken, with a token that fires on
-    /// a cancellation request or with <paramref name="handlerToken"/>; frees the slot when it ends.
+    /// Runs <paramref name="run"/> for operation <paramref name="id"/>, held until <paramref name="leaseUntil"/>, in a slot
+    /// already taken, with a token that fires on a cancellation request, when the lease is abandoned, or with
+    /// <paramref name="handlerToken"/>; frees the slot when it ends.
     /// </summary>
-    public void Start(Guid id, Func<CancellationToken, Task> run, CancellationToken handlerToken)
+    public void Start(Guid id, DateTime leaseUntil, Func<CancellationToken, Task> run, CancellationToken handlerToken)
     {
         var registered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var cancellation = CancellationTokenSource.CreateLinkedTokenSource(handlerToken);
-        var task = RunAsync(id, run, registered.Task, cancellation);
-        _running[id] = new RunningHandler(task, cancellation);
+        var handler = new RunningHandler(CancellationTokenSource.CreateLinkedTokenSource(handlerToken), leaseUntil);
+        handler.Task = RunAsync(id, run, registered.Task, handler.Cancellation);
+        _running[id] = handler;
         registered.SetResult();
     }
+
+    /// <summary>The renewal of these operations' leases until <paramref name="leaseUntil"/> was stored.</summary>
+    public void Extended(IEnumerable<Guid> ids, DateTime leaseUntil)
+    {
+        foreach (var id in ids)
+        {
+            if (_running.TryGetValue(id, out var handler))
+            {
+                handler.Extend(leaseUntil);
+            }
+        }
+    }
+
+    /// <summary>When the lease this node last stored for the operation ends; null when no handler of it runs here.</summary>
+    public DateTime? LeaseUntil(Guid id) => _running.TryGetValue(id, out var handler) ? handler.LeaseUntil : null;
+
+    /// <summary>
+    /// Cancels the handlers of the renewed leases that end before <paramref name="before"/> (those past their attempt
+    /// timeout end by themselves): this node could not renew them, so another node may take the operations over once the
+    /// leases end, and the handlers must have stopped by then. What they write afterwards is fenced out; the lease keeper
+    /// hands the operations back. Returns how many were abandoned and the earliest of their leases' ends.
+    /// </summary>
+    public (int Count, DateTime? EarliestEnd) Abandon(DateTime before)
+    {
+        int count = 0;
+        DateTime? earliest = null;
+        foreach (var (id, handler) in _running)
+        {
+            var until = handler.LeaseUntil;
+            if (until >= before || _unrenewed.ContainsKey(id) || !handler.TryAbandon())
+            {
+                continue;
+            }
+
+            count++;
+            earliest = earliest is { } e && e < until ? e : until;
+            _ = CancelAbandonedAsync(handler);
+        }
+
+        return (count, earliest);
+    }
+
+    /// <summary>
+    /// Fires an abandoned handler's token off the caller's thread: whatever the handler registered on it (an Npgsql
+    /// command's cancel request, in a partition) must not hold up the watch on the other leases.
+    /// </summary>
+    private async Task CancelAbandonedAsync(RunningHandler handler)
+    {
+        try
+        {
+            await handler.Cancellation.CancelAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // It finished meanwhile.
+        }
+        catch (AggregateException ex)
+        {
+            LogCancellationCallbackFailed(ex);
+        }
+    }
+
+    /// <summary>Whether the operation's handler was cancelled because its lease could not be renewed (see <see cref="Abandon"/>).</summary>
+    public bool IsAbandoned(Guid id) => _running.TryGetValue(id, out var handler) && handler.Abandoned;
 
     /// <summary>Fires the cancellation token of the operation's handler if it runs on this node. Returns whether it does.</summary>
     public bool RequestCancel(Guid id)
@@ -125,5 +198,37 @@ internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} handlers did not stop when cancelled")]
     private partial void LogHandlersIgnoredCancellation(int count);
 
-    private sealed record RunningHandler(Task Task, CancellationTokenSource Cancellation);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A callback on the token of a handler whose lease was abandoned failed")]
+    private partial void LogCancellationCallbackFailed(Exception exception);
+
+    private sealed class RunningHandler(CancellationTokenSource cancellation, DateTime leaseUntil)
+    {
+        private long _leaseUntilTicks = leaseUntil.Ticks;
+        private int _abandoned;
+
+        public Task Task { get; set; } = Task.CompletedTask;
+
+        public CancellationTokenSource Cancellation { get; } = cancellation;
+
+        public DateTime LeaseUntil => new(Interlocked.Read(ref _leaseUntilTicks), DateTimeKind.Utc);
+
+        public bool Abandoned => Volatile.Read(ref _abandoned) == 1;
+
+        /// <summary>Moves the lease's end later, never earlier (renewals can complete out of order).</summary>
+        public void Extend(DateTime until)
+        {
+            long current;
+            do
+            {
+                current = Interlocked.Read(ref _leaseUntilTicks);
+                if (until.Ticks <= current)
+                {
+                    return;
+                }
+            }
+            while (Interlocked.CompareExchange(ref _leaseUntilTicks, until.Ticks, current) != current);
+        }
+
+        public bool TryAbandon() => Interlocked.Exchange(ref _abandoned, 1) == 0;
+    }
 }

@@ -73,6 +73,7 @@ internal sealed record SubmitOutcome(ApiAnswer Final, int UnavailableAnswers, in
 internal sealed class ApiClient(HttpClient http, Uri baseAddress, string apiKey, Stopwatch clock)
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromMilliseconds(200);
+    private static readonly Dictionary<string, string> NoHeaders = [];
 
     public Uri BaseAddress { get; } = baseAddress;
 
@@ -93,18 +94,28 @@ internal sealed class ApiClient(HttpClient http, Uri baseAddress, string apiKey,
     public Task<ApiAnswer> PostAsync(string path, string json, string? idempotencyKey, CancellationToken cancellationToken) =>
         SendAsync(HttpMethod.Post, path, json, idempotencyKey, cancellationToken);
 
+    /// <summary>A POST with more request headers (<c>Operation-Scheduled-At</c>, say).</summary>
+    public Task<ApiAnswer> PostAsync(string path, string json, string? idempotencyKey, IReadOnlyDictionary<string, string> headers,
+        CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, path, json, idempotencyKey, headers, cancellationToken);
+
     /// <summary>
     /// Submits a command, retrying with the same idempotency key while the answer is 503 or the connection fails
     /// (neither means the command was stored), at most <paramref name="maxTries"/> times.
     /// </summary>
-    public async Task<SubmitOutcome> SubmitAsync(string path, string json, string idempotencyKey, int maxTries,
-        CancellationToken cancellationToken)
+    public Task<SubmitOutcome> SubmitAsync(string path, string json, string idempotencyKey, int maxTries,
+        CancellationToken cancellationToken) =>
+        SubmitAsync(path, json, idempotencyKey, NoHeaders, maxTries, cancellationToken);
+
+    /// <summary>A submit as above, with more request headers sent on every try.</summary>
+    public async Task<SubmitOutcome> SubmitAsync(string path, string json, string idempotencyKey, IReadOnlyDictionary<string, string> headers,
+        int maxTries, CancellationToken cancellationToken)
     {
         int unavailable = 0;
         int transportErrors = 0;
         while (true)
         {
-            var answer = await PostAsync(path, json, idempotencyKey, cancellationToken);
+            var answer = await PostAsync(path, json, idempotencyKey, headers, cancellationToken);
             bool retryable = answer.IsTransportError || answer.Status == 503;
             if (!retryable || unavailable + transportErrors + 1 >= maxTries)
             {
@@ -124,8 +135,12 @@ internal sealed class ApiClient(HttpClient http, Uri baseAddress, string apiKey,
         }
     }
 
+    public Task<ApiAnswer> SendAsync(HttpMethod method, string path, string? json, string? idempotencyKey,
+        CancellationToken cancellationToken) =>
+        SendAsync(method, path, json, idempotencyKey, NoHeaders, cancellationToken);
+
     public async Task<ApiAnswer> SendAsync(HttpMethod method, string path, string? json, string? idempotencyKey,
-        CancellationToken cancellationToken)
+        IReadOnlyDictionary<string, string> headers, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(method, new Uri(BaseAddress, path));
         request.Headers.Add("X-Api-Key", apiKey);
@@ -137,6 +152,11 @@ internal sealed class ApiClient(HttpClient http, Uri baseAddress, string apiKey,
         if (idempotencyKey is not null)
         {
             request.Headers.Add("Idempotency-Key", idempotencyKey);
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.Add(name, value);
         }
 
         var startedAt = clock.Elapsed;

@@ -56,6 +56,7 @@ internal static class ProblemTypes
     private const string Prefix = "urn:pollingapi:problem:";
     public const string DiagnosticsPermanentFailure = Prefix + "diagnostics-permanent-failure";
     public const string LeaseExpired = Prefix + "lease-expired";
+    public const string AttemptTimedOut = Prefix + "attempt-timed-out";
     public const string AttemptsExhausted = Prefix + "attempts-exhausted";
     public const string InsufficientFunds = Prefix + "insufficient-funds";
     public const string UnknownAccount = Prefix + "unknown-account";

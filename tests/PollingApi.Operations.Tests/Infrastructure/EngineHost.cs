@@ -87,7 +87,8 @@ internal sealed class EngineHost : IAsyncDisposable
 
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = false, ValidateScopes = true });
         await provider.GetRequiredService<DatabaseMigrator>().MigrateAsync(CancellationToken.None);
-        // The hosted services do not run here: measure the database's clock once, as its sync would at start.
+        // No hosted service runs here: take the first measurement of the database's clock as a node's start-up does, or the
+        // worker would wait for it forever (a test that brought its own clock has nothing to measure).
         var clock = provider.GetRequiredService<DatabaseClock>();
         if (!clock.IsSynchronised)
         {
@@ -143,6 +144,9 @@ internal sealed class ExecutionLog
 
     /// <summary>The most handlers that ran at the same time, across every node of the test.</summary>
     public int MostRunning => Volatile.Read(ref _mostRunning);
+
+    /// <summary>Handlers running now, across every node of the test.</summary>
+    public int Running => Volatile.Read(ref _running);
 
     public void Entered()
     {
