@@ -162,8 +162,11 @@ public static class OperationsServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<OperationNotificationListener>());
         services.AddSingleton<KindSettingsRefresher>();
         services.AddHostedService(sp => sp.GetRequiredService<KindSettingsRefresher>());
-        services.AddQuartz(quartz => ConfigureJobs(quartz, settings));
+        var jobs = new EngineJobs();
+        services.AddSingleton(jobs);
+        services.AddQuartz(quartz => ConfigureJobs(quartz, jobs, settings));
         services.AddQuartzHostedService(quartz => quartz.WaitForJobsToComplete = true);
+        services.AddHostedService<EngineJobTriggers>();
         // The host must give the worker its whole drain time (and the release after it) before it gives up.
         services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host =>
             host.ShutdownTimeout = TimeSpan.FromTicks(Math.Max(host.ShutdownTimeout.Ticks, (settings.ShutdownTimeout + TimeSpan.FromSeconds(10)).Ticks)));
@@ -212,39 +215,22 @@ public static class OperationsServiceCollectionExtensions
         return options;
     }
 
-    private static void ConfigureJobs(IQuartzBuilder quartz, OperationsOptions options)
+    private static void ConfigureJobs(IQuartzBuilder quartz, EngineJobs jobs, OperationsOptions options)
     {
         quartz.UseInMemoryStore();
-        quartz.AddJob<LeaseRescueJob>(job => job.WithIdentity(LeaseRescueJob.Key));
-        quartz.AddTrigger(trigger => trigger.ForJob(LeaseRescueJob.Key)
-            .StartNow()
-            .WithSimpleSchedule(s => s.WithInterval(options.LeaseRescueInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
-
-        quartz.AddJob<RetentionPurgeJob>(job => job.WithIdentity(RetentionPurgeJob.Key));
-        quartz.AddTrigger(trigger => trigger.ForJob(RetentionPurgeJob.Key)
-            .StartNow()
-            .WithSimpleSchedule(s => s.WithInterval(options.PurgeInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
-
-        quartz.AddJob<ConsistencyCheckJob>(job => job.WithIdentity(ConsistencyCheckJob.Key));
-        quartz.AddTrigger(trigger => trigger.ForJob(ConsistencyCheckJob.Key)
-            .StartAt(TimeProvider.System.GetUtcNow() + options.ConsistencyCheckInterval)
-            .WithSimpleSchedule(s => s.WithInterval(options.ConsistencyCheckInterval).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+        jobs.Add<LeaseRescueJob>(quartz, LeaseRescueJob.Key, options.LeaseRescueInterval);
+        jobs.Add<RetentionPurgeJob>(quartz, RetentionPurgeJob.Key, options.PurgeInterval);
+        jobs.Add<ConsistencyCheckJob>(quartz, ConsistencyCheckJob.Key, options.ConsistencyCheckInterval, firstDelay: options.ConsistencyCheckInterval);
 
         // The statistics only feed API answers (Retry-After, a pending operation's queue estimate): a worker-only node has no use for them.
         if (options.Role is OperationsRole.All or OperationsRole.Api)
         {
-            quartz.AddJob<StatisticsRefreshJob>(job => job.WithIdentity(StatisticsRefreshJob.Key));
-            quartz.AddTrigger(trigger => trigger.ForJob(StatisticsRefreshJob.Key)
-                .StartNow()
-                .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+            jobs.Add<StatisticsRefreshJob>(quartz, StatisticsRefreshJob.Key, TimeSpan.FromSeconds(5));
         }
 
         if (options.Role is OperationsRole.All or OperationsRole.Worker)
         {
-            quartz.AddJob<OperationWorkerJob>(job => job.WithIdentity(OperationWorkerJob.Key));
-            quartz.AddTrigger(trigger => trigger.ForJob(OperationWorkerJob.Key)
-                .StartNow()
-                .WithSimpleSchedule(s => s.WithInterval(TimeSpan.FromSeconds(5)).RepeatForever().WithMisfireInstruction(SimpleTriggerMisfireInstruction.NextWithRemainingCount)));
+            jobs.Add<OperationWorkerJob>(quartz, OperationWorkerJob.Key, TimeSpan.FromSeconds(5));
         }
     }
 }

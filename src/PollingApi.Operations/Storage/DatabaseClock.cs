@@ -75,7 +75,7 @@ internal sealed partial class DatabaseClockSync(NpgsqlDataSource dataSource, Dat
                 bool off = offset.Duration() > WarnAbove;
                 if (off && !warned)
                 {
-                    LogClockOff(offset.TotalSeconds);
+                    LogClockOff(offset.Duration().TotalSeconds, offset < TimeSpan.Zero ? "ahead of" : "behind");
                 }
 
                 warned = off;
@@ -125,8 +125,8 @@ internal sealed partial class DatabaseClockSync(NpgsqlDataSource dataSource, Dat
     }
 
     [LoggerMessage(Level = LogLevel.Warning,
-        Message = "This machine's clock is {OffsetSeconds:0.000} s off the database server's; the engine keeps the database's time (fix the clock: NTP)")]
-    private partial void LogClockOff(double offsetSeconds);
+        Message = "This machine's clock is {Seconds:0.000} s {Direction} the database server's; the engine keeps the database's time (fix the clock: NTP)")]
+    private partial void LogClockOff(double seconds, string direction);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Measuring the database's clock failed: {Reason}")]
     private partial void LogMeasureFailed(string reason);

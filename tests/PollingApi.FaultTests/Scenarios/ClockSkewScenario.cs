@@ -356,7 +356,8 @@ internal sealed partial class ClockSkewScenario(ScenarioContext context)
         {
             var expected = Nodes.Single(n => n.Id == node.NodeId).Offset;
             var warning = NodeLog.Read(node).Select(e => ClockWarning().Match(e.Text)).FirstOrDefault(m => m.Success);
-            double? measured = warning is null ? null : double.Parse(warning.Groups["seconds"].Value, CultureInfo.InvariantCulture);
+            double? measured = warning is null ? null
+                : double.Parse(warning.Groups["seconds"].Value, CultureInfo.InvariantCulture) * (warning.Groups["direction"].Value == "ahead of" ? 1 : -1);
             offsets[node.NodeId] = measured;
             if (expected == TimeSpan.Zero)
             {
@@ -365,13 +366,13 @@ internal sealed partial class ClockSkewScenario(ScenarioContext context)
             }
             else
             {
-                // The offset is the database's clock minus the machine's: -60 s for a clock a minute ahead.
-                report.Require(measured is { } m && Math.Abs(m + expected.TotalSeconds) < 1, "clock-warning-logged",
-                    () => $"{node.NodeId} (clock {expected.TotalSeconds:+0;-0} s) logged {(measured is null ? "no clock warning" : $"an offset of {measured} s")}; see {node.StdoutPath}");
+                // The node logs how far its own clock is ahead of the database's (negative: behind).
+                report.Require(measured is { } m && Math.Abs(m - expected.TotalSeconds) < 1, "clock-warning-logged",
+                    () => $"{node.NodeId} (clock {expected.TotalSeconds:+0;-0} s) logged {(measured is null ? "no clock warning" : $"a clock {measured:+0.000;-0.000} s off")}; see {node.StdoutPath}");
             }
         }
 
-        report.Summary["loggedClockOffsetSeconds"] = offsets;
+        report.Summary["loggedClockSkewSeconds"] = offsets;
     }
 
     private static TimeSpan BackoffCap(int failedAttempt) =>
@@ -389,7 +390,7 @@ internal sealed partial class ClockSkewScenario(ScenarioContext context)
 
     private static double Round(TimeSpan span) => Math.Round(span.TotalSeconds, 1);
 
-    [GeneratedRegex(@"clock is (?<seconds>-?\d+(\.\d+)?) s off the database server's")]
+    [GeneratedRegex(@"clock is (?<seconds>\d+(\.\d+)?) s (?<direction>ahead of|behind) the database server's")]
     private static partial Regex ClockWarning();
 
     /// <summary>The spreads of the timing figures, in seconds by the database's clock.</summary>
