@@ -7,6 +7,11 @@ namespace PollingApi.FaultTests.Infrastructure;
 /// Samples how many operations each node holds as <c>running</c> while a scenario runs: a node never holds more
 /// than its MaxConcurrency (a claim takes only free slots, and a lease lost to rescue is not claimed twice).
 /// </summary>
+/// <remarks>
+/// A node restarted under the same id shares its <c>locked_by</c> with the rows its previous process left running until
+/// lease rescue returns them. Given when each node's current process started, the sampler counts only the rows that
+/// process claimed: the limit is per process.
+/// </remarks>
 internal sealed class RunningSampler : IAsyncDisposable
 {
     /// <summary>Operations:MaxConcurrency, which the harness leaves at its default.</summary>
@@ -20,9 +25,15 @@ internal sealed class RunningSampler : IAsyncDisposable
     private readonly ConcurrentQueue<string> _overruns = new();
     private readonly Task _sampling;
 
-    public RunningSampler(ScenarioDatabase database)
+    private readonly Func<string, DateTimeOffset?>? _currentProcessStartedAt;
+
+    /// <param name="database">The scenario's database.</param>
+    /// <param name="currentProcessStartedAt">When the process now running under a node id started (null when unknown); without
+    /// it, every running row of a node id counts.</param>
+    public RunningSampler(ScenarioDatabase database, Func<string, DateTimeOffset?>? currentProcessStartedAt = null)
     {
         _database = database;
+        _currentProcessStartedAt = currentProcessStartedAt;
         _sampling = Task.Run(SampleAsync);
     }
 
@@ -51,7 +62,7 @@ internal sealed class RunningSampler : IAsyncDisposable
         {
             try
             {
-                foreach (var (node, count) in await _database.CountRunningByNodeAsync(stop))
+                foreach (var (node, count) in await CountRunningAsync(stop))
                 {
                     _max.AddOrUpdate(node, count, (_, max) => Math.Max(max, count));
                     if (count > MaxConcurrency)
@@ -74,6 +85,19 @@ internal sealed class RunningSampler : IAsyncDisposable
                     TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
+    }
+
+    private async Task<Dictionary<string, long>> CountRunningAsync(CancellationToken cancellationToken)
+    {
+        if (_currentProcessStartedAt is null)
+        {
+            return await _database.CountRunningByNodeAsync(cancellationToken);
+        }
+
+        return (await _database.ReadRunningAsync(cancellationToken))
+            .Where(row => _currentProcessStartedAt(row.Node) is not { } since || row.StartedAt >= since.UtcDateTime)
+            .GroupBy(row => row.Node, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => (long)g.Count(), StringComparer.Ordinal);
     }
 
     public async ValueTask DisposeAsync()

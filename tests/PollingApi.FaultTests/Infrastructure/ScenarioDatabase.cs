@@ -152,6 +152,21 @@ internal sealed class ScenarioDatabase : IAsyncDisposable
         return counts;
     }
 
+    /// <summary>Every running operation's node (<c>locked_by</c>) and when its attempt started.</summary>
+    public async Task<List<(string Node, DateTime StartedAt)>> ReadRunningAsync(CancellationToken cancellationToken)
+    {
+        const string Sql = "SELECT locked_by, started_at FROM operations WHERE status = 'running'";
+        var rows = new List<(string, DateTime)>();
+        await using var command = DataSource.CreateCommand(Sql);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add((reader.GetString(0), reader.GetDateTime(1)));
+        }
+
+        return rows;
+    }
+
     public async Task<bool> TableExistsAsync(string table, CancellationToken cancellationToken)
     {
         await using var command = DataSource.CreateCommand("SELECT to_regclass(@table) IS NOT NULL");
