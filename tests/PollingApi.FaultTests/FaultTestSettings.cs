@@ -6,15 +6,16 @@ namespace PollingApi.FaultTests;
 internal sealed record FaultTestSettings
 {
     public const string Usage = """
-        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|all> [options]
+        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|any-node|all> [options]
 
-          --operations N      crash, webhooks: operations to submit (default 3000 and 600; 10000+ is fine)
-          --duration S        crash, webhooks: shortest load phase in seconds, workers are killed throughout
-                              (default max(30, N/100) and max(20, N/30)); outage: how long PostgreSQL is down (default 10)
-          --kill-interval S   crash, webhooks: seconds between two worker kills (default 3)
-          --clients N         crash, webhooks: concurrent HTTP clients (default 16)
+          --operations N      crash, webhooks, any-node: operations to submit (default 3000, 600 and 3000; 10000+ is fine)
+          --duration S        crash, webhooks, any-node: shortest load phase in seconds, faults throughout
+                              (default max(30, N/100), max(20, N/30) and max(40, N/100));
+                              outage: how long PostgreSQL is down (default 10)
+          --kill-interval S   crash, webhooks, any-node: seconds between two node kills (default 3)
+          --clients N         crash, webhooks, any-node: concurrent HTTP clients (default 16)
           --seed N            random seed (default: derived from the clock; printed)
-          --skip-ledger       crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
+          --skip-ledger       crash, any-node: sleeps only (for a build without /v1/accounts and /v1/transfers)
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
           --run-dir PATH      where the node logs go (default artifacts/fault-tests/<timestamp>)
 
@@ -82,7 +83,7 @@ internal sealed record FaultTestSettings
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "crash" or "outage" or "shutdown" or "webhooks" or "all" when scenario is null:
+                case "crash" or "outage" or "shutdown" or "webhooks" or "any-node" or "all" when scenario is null:
                     scenario = reader.Current;
                     break;
                 default:
@@ -92,12 +93,12 @@ internal sealed record FaultTestSettings
 
         if (scenario is null)
         {
-            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks or all.");
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, any-node or all.");
         }
 
         return new FaultTestSettings
         {
-            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks"] : [scenario],
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "any-node"] : [scenario],
             Operations = operations,
             Duration = duration,
             KillInterval = killInterval,
