@@ -6,16 +6,17 @@ namespace PollingApi.FaultTests;
 internal sealed record FaultTestSettings
 {
     public const string Usage = """
-        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|any-node|all> [options]
+        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|any-node|pg-crash|all> [options]
 
-          --operations N      crash, webhooks, any-node: operations to submit (default 3000, 600 and 3000; 10000+ is fine)
-          --duration S        crash, webhooks, any-node: shortest load phase in seconds, faults throughout
-                              (default max(30, N/100), max(20, N/30) and max(40, N/100));
+          --operations N      crash, webhooks, any-node, pg-crash: operations to submit (default 3000, 600, 3000 and 2000;
+                              10000+ is fine)
+          --duration S        crash, webhooks, any-node, pg-crash: shortest load phase in seconds, faults throughout
+                              (default max(30, N/100), max(20, N/30), max(40, N/100) and max(30, N/100));
                               outage: how long PostgreSQL is down (default 10)
           --kill-interval S   crash, webhooks, any-node: seconds between two node kills (default 3)
-          --clients N         crash, webhooks, any-node: concurrent HTTP clients (default 16)
+          --clients N         crash, webhooks, any-node, pg-crash: concurrent HTTP clients (default 16)
           --seed N            random seed (default: derived from the clock; printed)
-          --skip-ledger       crash, any-node: sleeps only (for a build without /v1/accounts and /v1/transfers)
+          --skip-ledger       crash, any-node, pg-crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
           --run-dir PATH      where the node logs go (default artifacts/fault-tests/<timestamp>)
 
@@ -83,7 +84,7 @@ internal sealed record FaultTestSettings
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "crash" or "outage" or "shutdown" or "webhooks" or "any-node" or "all" when scenario is null:
+                case "crash" or "outage" or "shutdown" or "webhooks" or "any-node" or "pg-crash" or "all" when scenario is null:
                     scenario = reader.Current;
                     break;
                 default:
@@ -93,12 +94,12 @@ internal sealed record FaultTestSettings
 
         if (scenario is null)
         {
-            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, any-node or all.");
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, any-node, pg-crash or all.");
         }
 
         return new FaultTestSettings
         {
-            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "any-node"] : [scenario],
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "any-node", "pg-crash"] : [scenario],
             Operations = operations,
             Duration = duration,
             KillInterval = killInterval,

@@ -62,6 +62,7 @@ try
                 OutageScenario.Name => await new OutageScenario(context).RunAsync(interrupt.Token),
                 WebhooksScenario.Name => await new WebhooksScenario(context).RunAsync(interrupt.Token),
                 AnyNodeScenario.Name => await new AnyNodeScenario(context).RunAsync(interrupt.Token),
+                PostgresCrashScenario.Name => await new PostgresCrashScenario(context).RunAsync(interrupt.Token),
                 _ => await new ShutdownScenario(context).RunAsync(interrupt.Token),
             };
             foreach (string line in report.DescribeViolations())
