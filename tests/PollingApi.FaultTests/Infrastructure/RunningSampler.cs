@@ -22,6 +22,7 @@ internal sealed class RunningSampler : IAsyncDisposable
     private readonly ScenarioDatabase _database;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<string, long> _max = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _maxRows = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _overruns = new();
     private readonly Task _sampling;
 
@@ -53,6 +54,7 @@ internal sealed class RunningSampler : IAsyncDisposable
         }
 
         report.Summary["maxRunningPerNode"] = MaxObserved;
+        report.Summary["maxRunningRowsPerNodeId"] = _maxRows.Values.DefaultIfEmpty(0).Max();
     }
 
     private async Task SampleAsync()
@@ -62,12 +64,19 @@ internal sealed class RunningSampler : IAsyncDisposable
         {
             try
             {
-                foreach (var (node, count) in await CountRunningAsync(stop))
+                foreach (var node in (await _database.ReadRunningAsync(stop)).GroupBy(r => r.Node, StringComparer.Ordinal))
                 {
-                    _max.AddOrUpdate(node, count, (_, max) => Math.Max(max, count));
+                    var since = _currentProcessStartedAt?.Invoke(node.Key)?.UtcDateTime;
+                    int previousProcess = node.Count(r => r.StartedAt < since);
+                    int expired = node.Count(r => !(r.StartedAt < since) && r.Expired);
+                    long count = node.Count() - previousProcess - expired;
+                    long rows = node.Count();
+                    _max.AddOrUpdate(node.Key, count, (_, max) => Math.Max(max, count));
+                    _maxRows.AddOrUpdate(node.Key, rows, (_, max) => Math.Max(max, rows));
                     if (count > MaxConcurrency)
                     {
-                        _overruns.Enqueue($"{node} held {count} running operations at once (MaxConcurrency {MaxConcurrency})");
+                        _overruns.Enqueue($"{node.Key} held {count} running operations at once (MaxConcurrency {MaxConcurrency}); " +
+                                          $"besides those, {expired} whose lease had expired and {previousProcess} of its previous process");
                     }
                 }
 
@@ -85,19 +94,6 @@ internal sealed class RunningSampler : IAsyncDisposable
                     TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }
         }
-    }
-
-    private async Task<Dictionary<string, long>> CountRunningAsync(CancellationToken cancellationToken)
-    {
-        if (_currentProcessStartedAt is null)
-        {
-            return await _database.CountRunningByNodeAsync(cancellationToken);
-        }
-
-        return (await _database.ReadRunningAsync(cancellationToken))
-            .Where(row => _currentProcessStartedAt(row.Node) is not { } since || row.StartedAt >= since.UtcDateTime)
-            .GroupBy(row => row.Node, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => (long)g.Count(), StringComparer.Ordinal);
     }
 
     public async ValueTask DisposeAsync()
