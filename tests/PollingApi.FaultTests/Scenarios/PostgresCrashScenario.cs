@@ -25,6 +25,15 @@ internal sealed class PostgresCrashScenario(ScenarioContext context)
     /// <summary>How long PostgreSQL stays down after a crash: a supervisor's restart.</summary>
     private static readonly TimeSpan DownTime = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Submits sent all at once just before each crash, besides the paced load: some are being written when the server dies,
+    /// so that commits in flight meet the crash.
+    /// </summary>
+    private const int BurstSize = 64;
+
+    /// <summary>How long after the burst is sent the crash is ordered (<c>pg_ctl</c> takes some milliseconds more to start).</summary>
+    private static readonly TimeSpan BurstLead = TimeSpan.FromMilliseconds(10);
+
     /// <summary>One crash per this much load, at least two.</summary>
     private static readonly TimeSpan LoadPerCrash = TimeSpan.FromSeconds(20);
 
@@ -62,12 +71,14 @@ internal sealed class PostgresCrashScenario(ScenarioContext context)
         }
 
         Console.WriteLine($"  submitting {Operations} operations to {NodeCount} nodes over at least {duration.TotalSeconds:0} s with {settings.Clients} clients; " +
-                          $"PostgreSQL crashes {crashCount} times");
+                          $"PostgreSQL crashes {crashCount} times, each {BurstLead.TotalMilliseconds:0} ms after a burst of {BurstSize} more");
+        report.Summary["burstAtEachCrash"] = BurstSize;
         var load = new SpreadLoad(context, () => nodes, clock, Name);
         var loadStart = clock.Elapsed;
         using var loadCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var submits = load.RunAsync(Operations, duration, accounts, loadCancellation.Token);
         var crashes = new List<Crash>();
+        var bursts = new List<Task>();
         try
         {
             for (int k = 1; k <= crashCount; k++)
@@ -75,19 +86,22 @@ internal sealed class PostgresCrashScenario(ScenarioContext context)
                 var due = loadStart + (duration * k / (crashCount + 1)) - clock.Elapsed;
                 await Task.WhenAny(submits, Task.Delay(due > TimeSpan.Zero ? due : TimeSpan.Zero, cancellationToken));
                 cancellationToken.ThrowIfCancellationRequested();
+                bursts.Add(load.BurstAsync(Operations + ((k - 1) * BurstSize), BurstSize, accounts, loadCancellation.Token));
+                await Task.Delay(BurstLead, cancellationToken);
                 crashes.Add(await CrashAsync(database, clock, cancellationToken));
             }
         }
         finally
         {
             // A crash could not be made or undone: stop the clients too, the nodes are about to be killed.
-            if (crashes.Count < crashCount && !submits.IsCompleted)
+            if (crashes.Count < crashCount)
             {
                 await loadCancellation.CancelAsync();
             }
         }
 
         await submits;
+        await Task.WhenAll(bursts);
         var loadEnd = clock.Elapsed;
         var lastCrash = crashes[^1].StartedAt;
         Console.WriteLine($"  load done in {(loadEnd - loadStart).TotalSeconds:0.0} s: {load.Records.Count(r => r.AcceptedId is not null)} accepted, {crashes.Count} crashes");

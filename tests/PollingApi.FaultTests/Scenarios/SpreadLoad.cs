@@ -45,13 +45,26 @@ internal sealed class SpreadLoad(ScenarioContext context, Func<IReadOnlyList<Nod
                     await Task.Delay(due, cancellationToken);
                 }
 
-                var command = CommandMix.Next(settings.Seed, i, accounts);
-                string? key = i % KeylessEvery == KeylessEvery - 1 ? null : $"{keyPrefix}-{i}";
-                var record = new SubmitRecord(i, command, key);
-                _records.Add(record);
-                await SubmitAsync(record, cancellationToken);
+                await SubmitAsync(i, accounts, cancellationToken);
             }
         }, cancellationToken)));
+    }
+
+    /// <summary>
+    /// Sends the submits numbered <paramref name="first"/> to <paramref name="first"/> + <paramref name="count"/> - 1 all at
+    /// once, each from a client of its own: a burst that is still being written when a fault strikes.
+    /// </summary>
+    public Task BurstAsync(int first, int count, IReadOnlyList<OpenedAccount> accounts, CancellationToken cancellationToken) =>
+        Task.WhenAll(Enumerable.Range(first, count).Select(i => Task.Run(() => SubmitAsync(i, accounts, cancellationToken), cancellationToken)));
+
+    /// <summary>Submit number <paramref name="index"/> of the mix: the same command and key for the same seed and number.</summary>
+    private Task SubmitAsync(int index, IReadOnlyList<OpenedAccount> accounts, CancellationToken cancellationToken)
+    {
+        var command = CommandMix.Next(context.Settings.Seed, index, accounts);
+        string? key = index % KeylessEvery == KeylessEvery - 1 ? null : $"{keyPrefix}-{index}";
+        var record = new SubmitRecord(index, command, key);
+        _records.Add(record);
+        return SubmitAsync(record, cancellationToken);
     }
 
     /// <summary>
@@ -124,7 +137,12 @@ internal sealed class SpreadLoad(ScenarioContext context, Func<IReadOnlyList<Nod
         }
     }
 
-    /// <summary>The connection could not be made (the node is dead or not listening yet): the request never left the client.</summary>
+    /// <summary>
+    /// The connection could not be made (the node is dead or not listening yet): the request never left the client. The
+    /// handler resends a request by itself only when its pooled connection had failed before the request went out, never
+    /// a POST whose body was sent (dotnet/runtime#86714), so a connection error is never a resent request that the first
+    /// connection had delivered.
+    /// </summary>
     private static bool IsNotSent(ApiAnswer answer) =>
         answer.TransportError?.StartsWith(nameof(System.Net.Http.HttpRequestError.ConnectionError) + ":", StringComparison.Ordinal) == true;
 }
