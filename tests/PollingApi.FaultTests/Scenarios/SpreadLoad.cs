@@ -83,7 +83,9 @@ internal sealed class SpreadLoad(ScenarioContext context, Func<IReadOnlyList<Nod
             var answer = await context.Client(node, clock).PostAsync(command.Route, command.Json, record.IdempotencyKey, cancellationToken);
             record.Tries++;
             record.Final = answer;
-            if ((answer.Status == 202 || (answer.Status == 200 && answer.Replayed)) && answer.OperationId is { } id)
+            // A 200 is a replay of an operation already done, or a submit whose commit the node had to settle and that found
+            // its operation already run to its end by then (it answers the operation's current state).
+            if (answer.Status is 202 or 200 && answer.OperationId is { } id)
             {
                 record.Accept(id, answer, node.NodeId);
                 Accepted?.Invoke(node, answer);

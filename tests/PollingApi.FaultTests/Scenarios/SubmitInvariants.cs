@@ -98,6 +98,7 @@ internal sealed class SubmitInvariants(ScenarioReport report, ScenarioDatabase d
             ["notConnected"] = records.Sum(r => r.NotConnected),
             ["commitOutcomeUnknown"] = records.Sum(r => r.OutcomeUnknown.Count),
             ["claimedAtInsert"] = records.Count(r => r.ClaimedAtInsert),
+            ["answered200AlreadyDone"] = records.Count(r => r.AcceptedAnswer is { Status: 200, Replayed: false }),
             ["rejectedAsExpected"] = records.Count(r => r.RejectedAsExpected),
         };
         report.Summary["submitsWithNoAnswer"] = new JsonObject
