@@ -74,6 +74,56 @@ public sealed class CommitOutcomeTests
     }
 
     [Fact]
+    public async Task AClaimWhoseCommitCannotBeSettledHandsItsRowsBackUncountedAndKeepsTheirSlotsUntilThen()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        // One slot, and a lease far longer than the test: the claimed row must not be left to it.
+        await using var host = await EngineHost.StartAsync(proxied, "unsettled-claimer", new Dictionary<string, string?>
+        {
+            ["Operations:MaxConcurrency"] = "1",
+            ["Operations:LeaseDuration"] = "00:05:00",
+            ["Operations:LeaseRenewInterval"] = "00:00:00.200",
+            ["Operations:CommitResolutionTimeout"] = "00:00:01",
+        });
+        var first = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
+        // The claim commits, its acknowledgement is lost, and the database stays out of reach for longer than settling may take.
+        var broken = proxy.ArmFault(TcpProxy.Containing("WITH RECURSIVE queues AS"), FaultMoment.AfterTheCommit, proxy.SwitchOff);
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Worker.RunAsync(stop.Token);
+        try
+        {
+            await broken.WaitAsync(Deadline);
+            await Eventually.WaitUntilAsync(() => Task.FromResult(host.Leases.UnsettledWrites == 1), Deadline);
+        }
+        finally
+        {
+            proxy.SwitchOn();
+        }
+
+        var second = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
+        await using var connection = new NpgsqlConnection(database);
+        long mostRunning = 0;
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            mostRunning = Math.Max(mostRunning, await connection.ExecuteScalarAsync<long>(
+                "SELECT count(*) FROM operations WHERE status = 'running' AND locked_by = @node", new { node = host.NodeId }));
+            return (await host.ReadAsync(first.Id)).Status == OperationStatus.Succeeded
+                   && (await host.ReadAsync(second.Id)).Status == OperationStatus.Succeeded;
+        }, Deadline);
+        await stop.CancelAsync();
+        await pump;
+
+        // The claimed row went back to pending uncounted and ran on its first attempt; the node never held more than its slot.
+        Assert.Equal(1, (await host.ReadAsync(first.Id)).Attempts);
+        Assert.Equal(1, host.Executions.Counts[first.Id]);
+        Assert.Equal(1, (await host.ReadAsync(second.Id)).Attempts);
+        Assert.True(mostRunning <= 1, $"The node held {mostRunning} running operations with one handler slot.");
+        Assert.Equal(0, host.Leases.UnsettledWrites);
+    }
+
+    [Fact]
     public async Task AFailureWhoseCommitIsUnacknowledgedIsReportedToWaitersAsStoredNotAsALostLease()
     {
         string database = await PostgresServer.CreateDatabaseAsync();
