@@ -2,7 +2,7 @@
 # Fault tests: builds the API (Release) and the harness, then starts a throwaway PostgreSQL and real API
 # processes and breaks them under load (see docs/fault-tests.md).
 #
-# Usage: scripts/fault-test.sh <crash|outage|shutdown|webhooks|all> [--operations N] [--duration S] [--seed N] ...
+# Usage: scripts/fault-test.sh <crash|outage|shutdown|webhooks|any-node|pg-crash|all> [--operations N] [--duration S] [--seed N] ...
 #        scripts/fault-test.sh all                          # CI size, about 3 minutes on 2 cores
 #        scripts/fault-test.sh crash --operations 10000     # bigger
 #
