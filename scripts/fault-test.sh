@@ -2,8 +2,8 @@
 # Fault tests: builds the API (Release) and the harness, then starts a throwaway PostgreSQL and real API
 # processes and breaks them under load (see docs/fault-tests.md).
 #
-# Usage: scripts/fault-test.sh <crash|outage|shutdown|webhooks|clock-skew|network-stall|all> [--operations N] [--duration S] ...
-#        scripts/fault-test.sh all                          # CI size, about 5 minutes on 2 cores
+# Usage: scripts/fault-test.sh <crash|outage|shutdown|webhooks|clock-skew|network-stall|any-node|pg-crash|all> [--operations N] [--duration S] [--seed N] ...
+#        scripts/fault-test.sh all                          # CI size, about 8 minutes on 2 cores
 #        scripts/fault-test.sh crash --operations 10000     # bigger
 #
 # Exits with the harness's exit code: 0 passed, 1 an invariant was violated, 2 usage, 3 the harness failed.

@@ -38,6 +38,9 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
     /// <summary>A connection string for the superuser's <c>postgres</c> database.</summary>
     public string ConnectionString => ConnectionStringFor("postgres");
 
+    /// <summary>The server's log (<c>pg_ctl -l</c>), appended to by every start: what it did at start-up, crash recovery included.</summary>
+    public string ServerLogPath => Path.Combine(_root, "server.log");
+
     /// <summary>Whether <c>initdb</c> and <c>pg_ctl</c> can be found on this machine.</summary>
     public static bool IsAvailable => Locate("initdb") is not null && Locate("pg_ctl") is not null;
 
@@ -123,7 +126,7 @@ public sealed class LocalPostgresCluster : IAsyncDisposable
 
     /// <summary>Starts the server again after <see cref="StopServerAsync(bool, CancellationToken)"/>, on the same port and data.</summary>
     public Task StartServerAsync(CancellationToken cancellationToken = default) =>
-        RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-l", Path.Combine(_root, "server.log"), "-o", _serverOptions, "-w", "-t", "60", "start"],
+        RunToolAsync(Locate("pg_ctl")!, ["-D", _dataDirectory, "-l", ServerLogPath, "-o", _serverOptions, "-w", "-t", "60", "start"],
             cancellationToken);
 
     private Task RunToolAsync(string tool, IReadOnlyList<string> arguments, CancellationToken cancellationToken) =>

@@ -6,17 +6,18 @@ namespace PollingApi.FaultTests;
 internal sealed record FaultTestSettings
 {
     public const string Usage = """
-        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|clock-skew|network-stall|all> [options]
+        usage: PollingApi.FaultTests <crash|outage|shutdown|webhooks|clock-skew|network-stall|any-node|pg-crash|all> [options]
 
-          --operations N      crash, webhooks, clock-skew, network-stall: operations to submit (default 3000, 600, 3000,
-                              3000; 10000+ is fine)
-          --duration S        crash, webhooks, clock-skew, network-stall: shortest load phase in seconds, workers are killed
-                              throughout crash and webhooks (default max(30, N/100), max(20, N/30), max(30, N/100),
-                              max(77, N/100)); outage: how long PostgreSQL is down (default 10)
-          --kill-interval S   crash, webhooks: seconds between two worker kills (default 3)
-          --clients N         crash, webhooks: concurrent HTTP clients (default 16)
+          --operations N      crash, webhooks, clock-skew, network-stall, any-node, pg-crash: operations to submit
+                              (default 3000, 600, 3000, 3000, 3000 and 2000; 10000+ is fine)
+          --duration S        crash, webhooks, clock-skew, network-stall, any-node, pg-crash: shortest load phase in
+                              seconds, faults throughout (default max(30, N/100), max(20, N/30), max(30, N/100),
+                              max(77, N/100), max(40, N/100) and max(30, N/100)); outage: how long PostgreSQL is down
+                              (default 10)
+          --kill-interval S   crash, webhooks, any-node: seconds between two node kills (default 3)
+          --clients N         crash, webhooks, any-node, pg-crash: concurrent HTTP clients (default 16)
           --seed N            random seed (default: derived from the clock; printed)
-          --skip-ledger       crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
+          --skip-ledger       crash, any-node, pg-crash: sleeps only (for a build without /v1/accounts and /v1/transfers)
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
           --run-dir PATH      where the node logs go (default artifacts/fault-tests/<timestamp>)
 
@@ -84,7 +85,8 @@ internal sealed record FaultTestSettings
                 case "--skip-ledger":
                     skipLedger = true;
                     break;
-                case "crash" or "outage" or "shutdown" or "webhooks" or "clock-skew" or "network-stall" or "all" when scenario is null:
+                case "crash" or "outage" or "shutdown" or "webhooks" or "clock-skew" or "network-stall" or "any-node" or "pg-crash" or "all"
+                    when scenario is null:
                     scenario = reader.Current;
                     break;
                 default:
@@ -94,12 +96,12 @@ internal sealed record FaultTestSettings
 
         if (scenario is null)
         {
-            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, clock-skew, network-stall or all.");
+            throw new ArgumentException("Name a scenario: crash, outage, shutdown, webhooks, clock-skew, network-stall, any-node, pg-crash or all.");
         }
 
         return new FaultTestSettings
         {
-            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "clock-skew", "network-stall"] : [scenario],
+            Scenarios = scenario == "all" ? ["crash", "outage", "shutdown", "webhooks", "clock-skew", "network-stall", "any-node", "pg-crash"] : [scenario],
             Operations = operations,
             Duration = duration,
             KillInterval = killInterval,

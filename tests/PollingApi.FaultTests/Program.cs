@@ -63,6 +63,8 @@ try
                 WebhooksScenario.Name => await new WebhooksScenario(context).RunAsync(interrupt.Token),
                 ClockSkewScenario.Name => await new ClockSkewScenario(context).RunAsync(interrupt.Token),
                 NetworkStallScenario.Name => await new NetworkStallScenario(context).RunAsync(interrupt.Token),
+                AnyNodeScenario.Name => await new AnyNodeScenario(context).RunAsync(interrupt.Token),
+                PostgresCrashScenario.Name => await new PostgresCrashScenario(context).RunAsync(interrupt.Token),
                 _ => await new ShutdownScenario(context).RunAsync(interrupt.Token),
             };
             foreach (string line in report.DescribeViolations())

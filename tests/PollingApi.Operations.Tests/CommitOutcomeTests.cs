@@ -74,6 +74,56 @@ public sealed class CommitOutcomeTests
     }
 
     [Fact]
+    public async Task AClaimWhoseCommitCannotBeSettledHandsItsRowsBackUncountedAndKeepsTheirSlotsUntilThen()
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        // One slot, and a lease far longer than the test: the claimed row must not be left to it.
+        await using var host = await EngineHost.StartAsync(proxied, "unsettled-claimer", new Dictionary<string, string?>
+        {
+            ["Operations:MaxConcurrency"] = "1",
+            ["Operations:LeaseDuration"] = "00:05:00",
+            ["Operations:LeaseRenewInterval"] = "00:00:00.200",
+            ["Operations:CommitResolutionTimeout"] = "00:00:01",
+        });
+        var first = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
+        // The claim commits, its acknowledgement is lost, and the database stays out of reach for longer than settling may take.
+        var broken = proxy.ArmFault(TcpProxy.Containing("WITH RECURSIVE queues AS"), FaultMoment.AfterTheCommit, proxy.SwitchOff);
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Worker.RunAsync(stop.Token);
+        try
+        {
+            await broken.WaitAsync(Deadline);
+            await Eventually.WaitUntilAsync(() => Task.FromResult(host.Leases.UnsettledWrites == 1), Deadline);
+        }
+        finally
+        {
+            proxy.SwitchOn();
+        }
+
+        var second = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime);
+        await using var connection = new NpgsqlConnection(database);
+        long mostRunning = 0;
+        await Eventually.WaitUntilAsync(async () =>
+        {
+            mostRunning = Math.Max(mostRunning, await connection.ExecuteScalarAsync<long>(
+                "SELECT count(*) FROM operations WHERE status = 'running' AND locked_by = @node", new { node = host.NodeId }));
+            return (await host.ReadAsync(first.Id)).Status == OperationStatus.Succeeded
+                   && (await host.ReadAsync(second.Id)).Status == OperationStatus.Succeeded;
+        }, Deadline);
+        await stop.CancelAsync();
+        await pump;
+
+        // The claimed row went back to pending uncounted and ran on its first attempt; the node never held more than its slot.
+        Assert.Equal(1, (await host.ReadAsync(first.Id)).Attempts);
+        Assert.Equal(1, host.Executions.Counts[first.Id]);
+        Assert.Equal(1, (await host.ReadAsync(second.Id)).Attempts);
+        Assert.True(mostRunning <= 1, $"The node held {mostRunning} running operations with one handler slot.");
+        Assert.Equal(0, host.Leases.UnsettledWrites);
+    }
+
+    [Fact]
     public async Task AFailureWhoseCommitIsUnacknowledgedIsReportedToWaitersAsStoredNotAsALostLease()
     {
         string database = await PostgresServer.CreateDatabaseAsync();
@@ -118,6 +168,53 @@ public sealed class CommitOutcomeTests
         Assert.Equal(1, host.Executions.Counts[submitted.Id]);
         await using var connection = new NpgsqlConnection(database);
         Assert.Equal(1, await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM test_effects WHERE operation_id = @id", new { id = submitted.Id }));
+    }
+
+    /// <summary>
+    /// The connection of a transactional handler's transaction breaks under one of the handler's statements, or under its
+    /// COMMIT before the server gets it (settled: not committed). Npgsql disposes such a transaction; the attempt must still
+    /// end as a failed attempt retried after its backoff, not die with the connection and leave the operation to its lease.
+    /// </summary>
+    [Theory]
+    [InlineData("INSERT INTO test_effects", 1)]
+    [InlineData("COMMIT\0", 2)]
+    public async Task ATransactionalAttemptWhoseConnectionBreaksIsAFailedAttemptRetriedAtOnceNotALostLease(string brokenMessage, int handlerRuns)
+    {
+        string database = await PostgresServer.CreateDatabaseAsync();
+        using var proxy = TcpProxy.InFrontOf(database, out string proxied);
+        // A lease far longer than the test: the operation must not be left to it.
+        await using var host = await EngineHost.StartAsync(proxied, "broken-transaction", new Dictionary<string, string?>
+        {
+            ["Operations:LeaseDuration"] = "00:05:00",
+            ["Operations:RetryBaseDelay"] = "00:00:00.010",
+            ["Operations:RetryMaxDelay"] = "00:00:00.010",
+        });
+        await using (var setup = new NpgsqlConnection(database))
+        {
+            await setup.ExecuteAsync("CREATE TABLE test_effects (operation_id uuid NOT NULL, attempt int NOT NULL)");
+        }
+
+        var submitted = await host.SubmitAsync(new TestRequest(), TimeProvider.System.GetUtcNow().UtcDateTime, kind: TransactionalTestHandler.Kind);
+        var broken = proxy.ArmFault(TcpProxy.Containing(brokenMessage), FaultMoment.BeforeTheServer);
+
+        using var stop = new CancellationTokenSource();
+        var pump = host.Worker.RunAsync(stop.Token);
+        await Eventually.WaitUntilAsync(async () => (await host.ReadAsync(submitted.Id)).Status == OperationStatus.Succeeded, Deadline);
+        await stop.CancelAsync();
+        await pump;
+
+        Assert.True(broken.IsCompleted, $"The proxy never saw {brokenMessage}.");
+        var row = await host.ReadAsync(submitted.Id);
+        Assert.Equal(2, row.Attempts);
+        Assert.Equal(handlerRuns, host.Executions.Counts[submitted.Id]);
+        JsonAssertions.HasAttempt(row.Result, 2);
+        await using var connection = new NpgsqlConnection(database);
+        var effects = (await connection.QueryAsync<int>("SELECT attempt FROM test_effects WHERE operation_id = @id", new { id = submitted.Id })).ToList();
+        Assert.Equal([2], effects);
+        // The first attempt ended as a failure of its own, not as a lease that ran out.
+        string? firstEnd = await connection.ExecuteScalarAsync<string>(
+            "SELECT attempt_history -> 0 ->> 'outcome' FROM operations WHERE id = @id", new { id = submitted.Id });
+        Assert.Equal("transient_failure", firstEnd);
     }
 
     /// <summary>Runs the node's worker until it has handled <paramref name="id"/>; whether a request waiting for it was told.</summary>

@@ -476,6 +476,24 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             cancellationToken: cancellationToken)).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Returns to <c>pending</c>, their attempt uncounted, the operations a claim by this node took if its commit outcome
+    /// was unknown: the rows still held under that claim's lease expiry and never started (never renewed, so the expiry is
+    /// still the claim's own). Returns how many were released.
+    /// </summary>
+    public async Task<int> ReleaseUnstartedClaimAsync(string nodeId, DateTime leaseUntil, DateTime now, CancellationToken cancellationToken)
+    {
+        const string Sql = """
+            UPDATE operations
+            SET status = 'pending', attempts = attempts - 1, next_attempt_at = @now, locked_by = NULL, locked_until = NULL,
+                started_at = NULL, updated_at = @now, version = version + 1
+            WHERE locked_by = @nodeId AND locked_until = @leaseUntil
+            """;
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await connection.ExecuteAsync(new CommandDefinition(Sql, new { nodeId, leaseUntil, now },
+            cancellationToken: cancellationToken)).ConfigureAwait(false);
+    }
+
     private async Task<bool> ExecuteFencedAsync(string sql, object parameters, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

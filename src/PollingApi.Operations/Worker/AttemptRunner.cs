@@ -193,16 +193,27 @@ internal sealed class TransactionHolder : IAsyncDisposable
 
     public async Task RollbackAsync()
     {
-        if (Transaction is { Connection: not null } transaction)
+        if (Transaction is not { } transaction)
         {
-            try
+            return;
+        }
+
+        try
+        {
+            // Connection is null once the transaction was committed or rolled back.
+            if (transaction.Connection is not null)
             {
                 await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
             }
-            catch (NpgsqlException)
-            {
-                // The connection is broken: the server has rolled the transaction back already.
-            }
+        }
+        catch (NpgsqlException)
+        {
+            // The connection is broken: the server has rolled the transaction back already.
+        }
+        catch (ObjectDisposedException)
+        {
+            // Npgsql disposes a transaction whose connection broke (under a statement of the handler, or its COMMIT, which
+            // was then settled as not committed): the server has rolled it back already.
         }
     }
 

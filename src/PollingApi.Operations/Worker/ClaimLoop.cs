@@ -14,9 +14,9 @@ internal sealed partial class ClaimLoop(
     HandlerSlots slots,
     RunningHandlers running,
     AttemptRunner attempts,
+    LeaseKeeper leases,
     IOperationSignals signals,
     KindSettingsCache kindSettings,
-    LeaseKeeper leases,
     DatabaseClock clock,
     WorkerContext context,
     ILogger<ClaimLoop> logger)
@@ -81,6 +81,19 @@ internal sealed partial class ClaimLoop(
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {
                     return;
+                }
+                catch (CommitOutcomeUnknownException ex)
+                {
+                    // Settling gave up: the claim may have taken rows, now running under this node with no handler. They are
+                    // handed back when the database answers again, and their slots stay taken until then, so the node never
+                    // holds more leases than it has slots.
+                    leases.ReleaseClaimIfStored(leaseUntil, free);
+                    claimedCount = free;
+                    slots.ClaimReturned(free, 0, pendingMark, settled: true);
+                    databaseBackoff = WorkerContext.NextDatabaseBackoff(databaseBackoff);
+                    LogClaimFailed(ex, databaseBackoff);
+                    await context.DelayAsync(databaseBackoff, stoppingToken).ConfigureAwait(false);
+                    continue;
                 }
                 catch (NpgsqlException ex)
                 {

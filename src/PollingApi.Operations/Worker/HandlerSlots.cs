@@ -81,6 +81,32 @@ internal sealed class HandlerSlots(WorkerContext context, OperationWakeSignal wa
         }
     }
 
+    /// <summary>
+    /// Ends the promise of a slot whose insert's commit outcome stayed unknown, but keeps the slot taken: if the row was
+    /// stored, it is running under this node's lease until it is handed back (see <see cref="ReturnHeld"/>).
+    /// </summary>
+    public void BreakPromiseHoldingSlot()
+    {
+        lock (_gate)
+        {
+            _promised--;
+            SettlePromisesIfStopped();
+        }
+    }
+
+    /// <summary>
+    /// Gives back slots held for writes whose commit outcome stayed unknown (an insert claimed at insert, a claim), once
+    /// the rows they may have stored were handed back to pending. Until then the node takes no more work than its slots,
+    /// counting those rows.
+    /// </summary>
+    public void ReturnHeld(int count)
+    {
+        lock (_gate)
+        {
+            _busy -= count;
+        }
+    }
+
     /// <summary>An operation was stored pending (here or on another node): claim before promising slots to submits again.</summary>
     public void NotePending()
     {

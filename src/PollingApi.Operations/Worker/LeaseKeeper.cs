@@ -10,8 +10,8 @@ namespace PollingApi.Operations.Worker;
 
 /// <summary>
 /// Keeps the leases of this node's running handlers: renews them every <see cref="OperationsOptions.LeaseRenewInterval"/>
-/// (learning of cancellation requests on the way), hands back operations stored claimed at insert whose insert's
-/// outcome was unknown, and at shutdown releases everything this node still holds. When renewals stop reaching the
+/// (learning of cancellation requests on the way), hands back operations stored claimed at insert or claimed by a claim
+/// whose commit outcome was unknown, and at shutdown releases everything this node still holds. When renewals stop reaching the
 /// database (the network stalls, the database is gone), it cancels the handlers whose leases are about to end before
 /// another node can take their operations over, and stops claims until the database answers again.
 /// </summary>
@@ -29,12 +29,14 @@ namespace PollingApi.Operations.Worker;
 internal sealed partial class LeaseKeeper(
     AttemptStore store,
     RunningHandlers running,
+    HandlerSlots slots,
     IOperationSignals signals,
     WorkerContext context,
     OperationMetrics metrics,
     ILogger<LeaseKeeper> logger)
 {
     private readonly ConcurrentDictionary<Guid, byte> _releaseIfStored = new();
+    private readonly ConcurrentDictionary<DateTime, int> _claimsToRelease = new();
     private readonly ConcurrentDictionary<Guid, GivenUp> _givenUp = new();
     private readonly Lock _gate = new();
     private TaskCompletionSource? _claimsSuspended;
@@ -50,9 +52,20 @@ internal sealed partial class LeaseKeeper(
     /// <summary>
     /// An insert claimed by this node whose commit outcome stayed unknown: if it was stored, its row is running under this
     /// node with its first attempt counted but no handler. It is returned to pending, its attempt uncounted, at the next
-    /// renewal the database answers, so it runs like any other.
+    /// renewal the database answers, so it runs like any other; its handler slot stays taken until then.
     /// </summary>
     public void ReleaseIfStored(Guid id) => _releaseIfStored[id] = 0;
+
+    /// <summary>
+    /// A claim by this node whose commit outcome stayed unknown: if it was committed, the rows it took are running under this
+    /// node (their lease expiring at <paramref name="leaseUntil"/>) with an attempt counted but no handler. They are returned
+    /// to pending, the attempt uncounted, at the next renewal the database answers; the <paramref name="slots"/> handler
+    /// slots reserved for the claim stay taken until then.
+    /// </summary>
+    public void ReleaseClaimIfStored(DateTime leaseUntil, int slots) => _claimsToRelease[leaseUntil] = slots;
+
+    /// <summary>How many writes with an unknown commit outcome wait to have what they may have stored handed back.</summary>
+    internal int UnsettledWrites => _releaseIfStored.Count + _claimsToRelease.Count;
 
     /// <summary>
     /// Completes at once while claims may go on; after leases were abandoned, when the database answers this node again.
@@ -150,7 +163,7 @@ internal sealed partial class LeaseKeeper(
         {
             try
             {
-                await ReleaseUnknownInsertsAsync(stopToken).ConfigureAwait(false);
+                await ReleaseUnknownWritesAsync(stopToken).ConfigureAwait(false);
             }
             catch (NpgsqlException ex)
             {
@@ -323,24 +336,43 @@ internal sealed partial class LeaseKeeper(
         return true;
     }
 
-    private async Task ReleaseUnknownInsertsAsync(CancellationToken cancellationToken)
+    private async Task ReleaseUnknownWritesAsync(CancellationToken stopToken)
     {
+        // At shutdown the release of everything this node holds covers what is still queued here.
+        int released = 0;
         var ids = _releaseIfStored.Keys.ToArray();
-        if (ids.Length == 0)
+        if (ids.Length > 0)
         {
-            return;
+            int inserts = await store.ReleaseUnstartedAsync(context.NodeId, ids, context.Now(), stopToken).ConfigureAwait(false);
+            foreach (var id in ids)
+            {
+                _releaseIfStored.TryRemove(id, out _);
+            }
+
+            slots.ReturnHeld(ids.Length);
+            if (inserts > 0)
+            {
+                LogUnknownInsertsReleased(inserts);
+            }
+
+            released += inserts;
         }
 
-        // At shutdown the release of everything this node holds covers what is still queued here.
-        int released = await store.ReleaseUnstartedAsync(context.NodeId, ids, context.Now(), cancellationToken).ConfigureAwait(false);
-        foreach (var id in ids)
+        foreach (var (leaseUntil, held) in _claimsToRelease.ToArray())
         {
-            _releaseIfStored.TryRemove(id, out _);
+            int claimed = await store.ReleaseUnstartedClaimAsync(context.NodeId, leaseUntil, context.Now(), stopToken).ConfigureAwait(false);
+            _claimsToRelease.TryRemove(leaseUntil, out _);
+            slots.ReturnHeld(held);
+            if (claimed > 0)
+            {
+                LogUnknownClaimReleased(claimed);
+            }
+
+            released += claimed;
         }
 
         if (released > 0)
         {
-            LogUnknownInsertsReleased(released);
             signals.Pending();
         }
     }
@@ -365,6 +397,10 @@ internal sealed partial class LeaseKeeper(
     [LoggerMessage(Level = LogLevel.Warning,
         Message = "{Count} operations whose insert's commit outcome was unknown were stored after all; returned to pending")]
     private partial void LogUnknownInsertsReleased(int count);
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "{Count} operations taken by a claim whose commit outcome was unknown were claimed after all; returned to pending")]
+    private partial void LogUnknownClaimReleased(int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Released {Count} unfinished operations back to pending")]
     private partial void LogReleased(int count);

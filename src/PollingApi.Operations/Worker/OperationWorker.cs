@@ -62,11 +62,14 @@ internal sealed partial class OperationWorker(
     /// <summary>Gives back a promised slot whose insert failed.</summary>
     public void BreakPromise() => slots.BreakPromise();
 
-    /// <summary>Gives back a promised slot whose insert's commit outcome stayed unknown (see <see cref="LeaseKeeper.ReleaseIfStored"/>).</summary>
+    /// <summary>
+    /// Ends the promise of a slot whose insert's commit outcome stayed unknown; the slot is given back once the row, if it
+    /// was stored, is handed back (see <see cref="LeaseKeeper.ReleaseIfStored"/>).
+    /// </summary>
     public void BreakPromiseOfUnknownInsert(Guid id)
     {
+        slots.BreakPromiseHoldingSlot();
         leases.ReleaseIfStored(id);
-        slots.BreakPromise();
     }
 
     /// <summary>Fires the cancellation token of the operation's handler if it runs on this node. Returns whether it does.</summary>

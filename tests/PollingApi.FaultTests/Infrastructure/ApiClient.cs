@@ -33,6 +33,9 @@ internal sealed record ApiAnswer(
 
     public Guid? OperationId => TryReadString("id") is { } id && Guid.TryParse(id, out var guid) ? guid : null;
 
+    /// <summary>The <c>status</c> of an Operation body (<c>pending</c>, <c>running</c>, ...); null for anything else.</summary>
+    public string? OperationStatus => TryReadString("status");
+
     /// <summary>The operation a <c>commit-outcome-unknown</c> problem names.</summary>
     public Guid? ProblemOperationId => TryReadString("operationId") is { } id && Guid.TryParse(id, out var guid) ? guid : null;
 

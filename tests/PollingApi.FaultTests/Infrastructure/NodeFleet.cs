@@ -31,9 +31,25 @@ internal sealed class NodeFleet(NodeLaunch launch, HttpClient http) : IAsyncDisp
                 .ToDictionary(g => g.Key, g => g.Last().Value, StringComparer.Ordinal),
         });
 
-    private NodeProcess Start(string nodeId, NodeRole role, NodeLaunch nodeLaunch)
+    /// <summary>
+    /// Starts a new process for a node that died, under the same node id and role, as a restarted pod keeps its name
+    /// (a new port, and its logs as <c>&lt;node id&gt;.&lt;life&gt;</c>). Does not wait for it.
+    /// </summary>
+    public NodeProcess StartAgain(NodeProcess dead)
     {
-        var node = NodeProcess.Start(nodeLaunch, nodeId, role);
+        ArgumentNullException.ThrowIfNull(dead);
+        int life;
+        lock (_lock)
+        {
+            life = _started.Count(n => n.NodeId == dead.NodeId) + 1;
+        }
+
+        return Start(dead.NodeId, dead.Role, launch, $"{dead.NodeId}.{life}");
+    }
+
+    private NodeProcess Start(string nodeId, NodeRole role, NodeLaunch nodeLaunch, string? logName = null)
+    {
+        var node = NodeProcess.Start(nodeLaunch, nodeId, role, logName);
         lock (_lock)
         {
             _started.Add(node);

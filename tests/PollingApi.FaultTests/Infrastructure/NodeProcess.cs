@@ -38,6 +38,9 @@ internal sealed class NodeProcess : IAsyncDisposable
 
     public string StderrPath => _process.StderrPath;
 
+    /// <summary>When the harness started this process: every operation it claims is started after this.</summary>
+    public DateTimeOffset StartedAt { get; private init; }
+
     /// <summary>The key the scenario's clients send (made with the API's own api-keys command).</summary>
     public string ApiKey { get; private init; } = "";
 
@@ -45,7 +48,12 @@ internal sealed class NodeProcess : IAsyncDisposable
 
     public int? ExitCode => _process.ExitCode;
 
-    public static NodeProcess Start(NodeLaunch launch, string nodeId, NodeRole role)
+    /// <param name="launch">What every node of the scenario shares.</param>
+    /// <param name="nodeId">Its <c>Operations:NodeId</c>.</param>
+    /// <param name="role">Its <c>Operations:Role</c>.</param>
+    /// <param name="logName">The name of its log files in the run folder; the node id when null (a node restarted under the same
+    /// id needs another, so that the first life's logs are kept).</param>
+    public static NodeProcess Start(NodeLaunch launch, string nodeId, NodeRole role, string? logName = null)
     {
         var environment = new Dictionary<string, string>(StringComparer.Ordinal)
         {
@@ -61,9 +69,10 @@ internal sealed class NodeProcess : IAsyncDisposable
             environment[name] = value;
         }
 
+        var startedAt = TimeProvider.System.GetUtcNow();
         var process = LoopbackApiProcess.Start(launch.DotnetHost, launch.ApiDll, launch.ConnectionString, environment,
-            Path.Combine(launch.RunDirectory, nodeId + ".stdout.log"), Path.Combine(launch.RunDirectory, nodeId + ".stderr.log"));
-        return new NodeProcess(nodeId, role, process) { ApiKey = launch.ApiKey };
+            Path.Combine(launch.RunDirectory, (logName ?? nodeId) + ".stdout.log"), Path.Combine(launch.RunDirectory, (logName ?? nodeId) + ".stderr.log"));
+        return new NodeProcess(nodeId, role, process) { ApiKey = launch.ApiKey, StartedAt = startedAt };
     }
 
     /// <summary>Polls <c>/health/ready</c> until it answers 200, the node exits or <paramref name="timeout"/> passes.</summary>

@@ -152,6 +152,21 @@ internal sealed class ScenarioDatabase : IAsyncDisposable
         return counts;
     }
 
+    /// <summary>Every running operation's node (<c>locked_by</c>), when its attempt started and whether its lease has expired.</summary>
+    public async Task<List<RunningLease>> ReadRunningAsync(CancellationToken cancellationToken)
+    {
+        const string Sql = "SELECT locked_by, started_at, locked_until < now() FROM operations WHERE status = 'running'";
+        var rows = new List<RunningLease>();
+        await using var command = DataSource.CreateCommand(Sql);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            rows.Add(new RunningLease(reader.GetString(0), reader.GetDateTime(1), reader.GetBoolean(2)));
+        }
+
+        return rows;
+    }
+
     public async Task<bool> TableExistsAsync(string table, CancellationToken cancellationToken)
     {
         await using var command = DataSource.CreateCommand("SELECT to_regclass(@table) IS NOT NULL");
@@ -175,6 +190,9 @@ internal sealed record StoredOperation(
 {
     public bool IsTerminal => Status is "succeeded" or "failed" or "cancelled";
 }
+
+/// <summary>A running operation's lease: its node, when its attempt started, and whether it expired (lease rescue has yet to return it).</summary>
+internal sealed record RunningLease(string Node, DateTime StartedAt, bool Expired);
 
 /// <summary>A stored webhook delivery: its own operation row, and the event (type, operation id) its payload carries.</summary>
 internal sealed record StoredDelivery(

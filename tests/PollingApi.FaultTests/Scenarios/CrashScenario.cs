@@ -18,10 +18,8 @@ internal sealed class CrashScenario(ScenarioContext context)
     public const int DefaultOperations = 3000;
 
     private const int WorkerCount = 3;
-    private const int AccountCount = 100;
     private const int MaxSubmitTries = 50;
     private static readonly TimeSpan TerminalDeadlineAfterLastKill = TimeSpan.FromSeconds(120);
-    private static readonly TimeSpan AccountsDeadline = TimeSpan.FromSeconds(60);
 
     private readonly ConcurrentBag<AcceptedOperation> _accepted = [];
     private int _unavailableRetries;
@@ -53,9 +51,16 @@ internal sealed class CrashScenario(ScenarioContext context)
         }
 
         var client = context.Client(api, clock);
-        IReadOnlyList<OpenedAccount> accounts = settings.SkipLedger
-            ? []
-            : await OpenAccountsAsync(client, database, report, cancellationToken);
+        IReadOnlyList<OpenedAccount> accounts = [];
+        if (!settings.SkipLedger)
+        {
+            (accounts, var openings) = await AccountOpening.OpenAsync(client, database, report, Name, settings.Clients, cancellationToken);
+            foreach (var opening in openings)
+            {
+                _accepted.Add(opening);
+            }
+        }
+
         bool ledger = accounts.Count >= 2;
 
         Console.WriteLine($"  submitting {Operations} operations over at least {duration.TotalSeconds:0} s " +
@@ -114,73 +119,6 @@ internal sealed class CrashScenario(ScenarioContext context)
         var invariants = new CrashInvariants(report, database, client, ledger, settings.Seed);
         await invariants.CheckAsync([.. _accepted], accounts, cancellationToken);
         return report;
-    }
-
-    /// <summary>Opens the accounts that transfers move money between, and waits until every opening succeeded.</summary>
-    private async Task<IReadOnlyList<OpenedAccount>> OpenAccountsAsync(ApiClient client, ScenarioDatabase database, ScenarioReport report,
-        CancellationToken cancellationToken)
-    {
-        Console.WriteLine($"  opening {AccountCount} accounts");
-        var openings = new ConcurrentBag<(Guid OperationId, OpenAccountCommand Command)>();
-        async Task OpenAsync(int i, CancellationToken ct)
-        {
-            // Varied opening balances: the poorer accounts run dry, so failed transfers are exercised too.
-            var command = new OpenAccountCommand(100 + (500 * (i % 20)));
-            var outcome = await client.SubmitAsync(command.Route, command.Json, $"crash-account-{i}", MaxSubmitTries, ct);
-            if (IsAccepted(outcome.Final) && outcome.Final.OperationId is { } id)
-            {
-                openings.Add((id, command));
-                _accepted.Add(new AcceptedOperation(id, command));
-            }
-            else if (i == 0 && outcome.Final.Status == 404)
-            {
-                report.Violation("ledger-available",
-                    "POST /v1/accounts answered 404: this build has no ledger commands (run with --skip-ledger to test sleeps only)");
-            }
-            else
-            {
-                report.Violation("submit-accepted", $"POST /{command.Route} {command.Json}: {outcome.Final.Describe()}");
-            }
-        }
-
-        // The first one alone: a build without the ledger is told apart from a failing one.
-        await OpenAsync(0, cancellationToken);
-        if (openings.IsEmpty)
-        {
-            return [];
-        }
-
-        await Parallel.ForEachAsync(Enumerable.Range(1, AccountCount - 1),
-            new ParallelOptions { MaxDegreeOfParallelism = context.Settings.Clients, CancellationToken = cancellationToken },
-            async (i, ct) => await OpenAsync(i, ct));
-
-        var ids = openings.Select(o => o.OperationId).ToHashSet();
-        bool done = await Waiting.UntilAsync(async () =>
-        {
-            var rows = await database.ReadOperationsAsync(cancellationToken);
-            return ids.All(id => rows.TryGetValue(id, out var row) && row.IsTerminal);
-        }, AccountsDeadline, TimeSpan.FromMilliseconds(250), cancellationToken);
-        if (!done)
-        {
-            report.Violation("accounts-opened", $"not every account opening was terminal within {AccountsDeadline.TotalSeconds:0} s");
-        }
-
-        var stored = await database.ReadOperationsAsync(cancellationToken);
-        var accounts = new List<OpenedAccount>();
-        foreach (var (operationId, command) in openings)
-        {
-            if (stored.TryGetValue(operationId, out var row) && row.Status == "succeeded"
-                && CrashInvariants.ReadGuid(row.ResultJson, "accountId") is { } accountId)
-            {
-                accounts.Add(new OpenedAccount(accountId, command.OpeningBalance, operationId));
-            }
-            else
-            {
-                report.Violation("accounts-opened", $"opening {operationId} ended {row?.Status ?? "missing"} ({row?.ErrorType}) with {row?.ResultJson}");
-            }
-        }
-
-        return [.. accounts.OrderBy(a => a.OperationId)];
     }
 
     /// <summary>Submits the operations, paced over <paramref name="duration"/>, from <c>Clients</c> concurrent clients.</summary>

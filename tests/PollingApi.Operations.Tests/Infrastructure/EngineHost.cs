@@ -40,6 +40,8 @@ internal sealed class EngineHost : IAsyncDisposable
 
     public OperationWaiters Waiters => _services.GetRequiredService<OperationWaiters>();
 
+    public LeaseKeeper Leases => _services.GetRequiredService<LeaseKeeper>();
+
     public LeaseRescueJob LeaseRescue => ActivatorUtilities.CreateInstance<LeaseRescueJob>(_services);
 
     public OperationWakeSignal WakeSignal => _services.GetRequiredService<OperationWakeSignal>();
