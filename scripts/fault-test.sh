@@ -3,7 +3,7 @@
 # processes and breaks them under load (see docs/fault-tests.md).
 #
 # Usage: scripts/fault-test.sh <crash|outage|shutdown|webhooks|clock-skew|network-stall|any-node|pg-crash|all> [--operations N] [--duration S] [--seed N] ...
-#        scripts/fault-test.sh all                          # CI size, about 8 minutes on 2 cores
+#        scripts/fault-test.sh all                          # CI size, about 6 minutes on 2 cores
 #        scripts/fault-test.sh crash --operations 10000     # bigger
 #
 # Exits with the harness's exit code: 0 passed, 1 an invariant was violated, 2 usage, 3 the harness failed.
