@@ -5,9 +5,9 @@
 # starting with {"benchmark":.
 #
 # Usage: scripts/bench.sh [--quick] [--runs N] [--seconds S] [...]   (scripts/bench.sh --help lists them all)
-#   --quick   1 run with short windows, 100,000 seeded rows and 5,000 operations per (k) drain: about 2-3 minutes, for CI
+#   --quick   1 run with short windows, 100,000 seeded rows and 5,000 operations per (k) drain: about 4 minutes, for CI
 #   default   3 runs (the median is reported) with 10 s windows, 1,000,000 seeded rows and 20,000 operations per (k) drain:
-#             about 10-12 minutes
+#             about 15 minutes; (h) needs the Hangfire peer in ../shared/peers/hangfire-api (built here when it is there)
 #
 # Exit status: 0 when everything was measured (also when targets are missed: it is a measurement), 1 when
 # something broke, 2 on a usage error, 130 when interrupted.
@@ -35,6 +35,17 @@ started=$SECONDS
 echo "== building src/PollingApi and tests/PollingApi.Benchmarks (Release)" >&2
 build src/PollingApi
 build tests/PollingApi.Benchmarks
+# (h) runs the Hangfire peer next to the API when its folder is there (the driver leaves (h) out otherwise).
+peer_dir=../shared/peers/hangfire-api
+for arg in "$@"; do
+  [[ "${prev:-}" == "--peer" ]] && peer_dir=$arg
+  [[ "$arg" == "--no-peer" ]] && peer_dir=
+  prev=$arg
+done
+if [[ -n "$peer_dir" && -f "$peer_dir/hangfire-api.csproj" ]]; then
+  echo "== building the Hangfire peer in $peer_dir (Release)" >&2
+  build "$peer_dir"
+fi
 echo "== built in $((SECONDS - started)) s; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 status=0

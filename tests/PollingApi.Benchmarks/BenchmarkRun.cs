@@ -18,6 +18,16 @@ internal sealed record RunResult
     public required LoadResult Submit { get; init; }
     public required (long Backlog, double Seconds) SubmitDrain { get; init; }
     public required LoadResult EndToEnd { get; init; }
+
+    /// <summary>(b2): POST, then <c>GET {Location}?wait=N</c>.</summary>
+    public required LoadResult EndToEndLongPoll { get; init; }
+
+    /// <summary>(b3): POST, then plain polls honouring <c>Retry-After</c>, and what those polls saw.</summary>
+    public required LoadResult EndToEndPolls { get; init; }
+    public required PollStats Polls { get; init; }
+
+    /// <summary>(h): the same client loop against this API and against the Hangfire peer; null when (h) was left out.</summary>
+    public required PeerComparison? Peer { get; init; }
     public required LoadResult Light { get; init; }
     public required LoadResult StatusReads { get; init; }
     public required long PeakResidentBytes { get; init; }
@@ -37,9 +47,19 @@ internal sealed record RunResult
 
     public IEnumerable<(string Scenario, LoadResult Result)> Loads =>
     [
-        ("a", Submit), ("b", EndToEnd), ("c", Light), ("d", StatusReads), ("g.a", SubmitSeeded), ("g.b", EndToEndSeeded),
+        ("a", Submit), ("b", EndToEnd), ("b2", EndToEndLongPoll), ("b3", EndToEndPolls), ("c", Light), ("d", StatusReads),
+        ("g.a", SubmitSeeded), ("g.b", EndToEndSeeded),
         ("i.none", EventStreams.Without), ("i.streams", EventStreams.With),
+        .. PeerLoads,
     ];
+
+    private (string Scenario, LoadResult Result)[] PeerLoads => Peer is { } peer ? [("h.ours", peer.Ours), ("h.peer", peer.Peer)] : [];
+}
+
+/// <summary>(h): POST, then a poll every <see cref="BenchmarkSettings.PeerPollPause"/> until 200, against each service in turn.</summary>
+internal sealed record PeerComparison(LoadResult Ours, LoadResult Peer, PollStats OurPolls, PollStats PeerPolls)
+{
+    public double Ratio => Peer.PerSecond > 0 ? Ours.PerSecond / Peer.PerSecond : double.NaN;
 }
 
 /// <summary>
@@ -242,6 +262,18 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             (_, _, ct) => steps.SubmitAndWaitAsync(settings.WaitMode, ct), api, cpu, database, cancellationToken);
         await DrainAsync(database, "(b)", cancellationToken);
 
+        // (b2) and (b3): what a generic client does with the 202 instead of Prefer: wait.
+        var endToEndLongPoll = await LoadAsync("(b2) end to end, POST then GET ?wait=", settings.Clients, window,
+            (_, _, ct) => steps.SubmitAndWaitAsync(WaitMode.LongPoll, ct), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(b2)", cancellationToken);
+        var polls = new PollStats();
+        var endToEndPolls = await LoadAsync("(b3) end to end, POST then polls honouring Retry-After", settings.Clients, window,
+            (_, _, ct) => steps.SubmitThenPollAsync(polls, ct), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(b3)", cancellationToken);
+        var peerComparison = settings.PeerDll is { } peerDll
+            ? await PeerComparisonAsync(peerDll, steps, http, cluster, api, cpu, database, window, runDirectory, cancellationToken)
+            : null;
+
         // At least LightOperations operations, whatever the window; bounded at 10 times the window (and a minute).
         var lightWindow = new LoadWindow(settings.Warmup, settings.Window, settings.LightOperations,
             TimeSpan.FromSeconds(Math.Max(60, settings.Window.TotalSeconds * 10)));
@@ -309,6 +341,10 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             Submit = submit,
             SubmitDrain = (submitDrain.Backlog, submitDrain.Elapsed.TotalSeconds),
             EndToEnd = endToEnd,
+            EndToEndLongPoll = endToEndLongPoll,
+            EndToEndPolls = endToEndPolls,
+            Polls = polls,
+            Peer = peerComparison,
             Light = light,
             StatusReads = reads,
             PeakResidentBytes = peak,
@@ -326,6 +362,53 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             ApiExitCode = exitCode,
             Seconds = total.Elapsed.TotalSeconds,
         };
+    }
+
+    /// <summary>
+    /// (h): the same closed loop (POST a no-op, then poll it every <see cref="BenchmarkSettings.PeerPollPause"/> until 200,
+    /// the pause a generic client might pick, ignoring <c>Retry-After</c>, which the peer always sets to 1 s) against this
+    /// API, then against the Hangfire peer, started now on its own database of the same cluster and warmed up as the API
+    /// was. While the peer is measured, the API column of the CPU table is the peer's process (the idle API is "others").
+    /// </summary>
+    private async Task<PeerComparison> PeerComparisonAsync(string peerDll, ApiSteps steps, HttpClient http, LocalPostgresCluster cluster,
+        ApiProcess api, CpuMeter cpu, BenchmarkDatabase database, LoadWindow window, string runDirectory, CancellationToken cancellationToken)
+    {
+        var pause = BenchmarkSettings.PeerPollPause;
+        string loop = $"POST, then a poll every {pause.TotalMilliseconds:0} ms";
+        var ourPolls = new PollStats();
+        var ours = await LoadAsync($"(h) PollingApi: {loop}", settings.Clients, window,
+            (_, _, ct) => steps.SubmitThenPollAsync(ourPolls, ct, pause), api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(h)", cancellationToken);
+
+        Log($"(h) starting the Hangfire peer ({peerDll}) on its own database");
+        await using var peer = await PeerProcess.StartAsync(peerDll, cluster.ConnectionStringFor(BenchmarkDatabase.PeerDatabase),
+            Path.Combine(runDirectory, "peer"), http, cancellationToken);
+        var peerSteps = new ApiSteps(http, peer.BaseAddress, BenchmarkSettings.WaitSeconds);
+        int? apiPid = cpu.ApiPid;
+        cpu.ApiPid = peer.Pid;
+        try
+        {
+            if (settings.ApiWarmup > TimeSpan.Zero)
+            {
+                await LoadAsync($"(h) Hangfire peer warm-up: {loop}", settings.Clients, new LoadWindow(TimeSpan.Zero, settings.ApiWarmup, 0, settings.ApiWarmup),
+                    (_, _, ct) => peerSteps.SubmitThenPollAsync(new PollStats(), ct, pause), api, cpu, database, cancellationToken);
+            }
+
+            var peerPolls = new PollStats();
+            var theirs = await LoadAsync($"(h) Hangfire peer: {loop}", settings.Clients, window,
+                (_, _, ct) => peerSteps.SubmitThenPollAsync(peerPolls, ct, pause), api, cpu, database, cancellationToken);
+            if (peer.HasExited)
+            {
+                throw new InvalidOperationException("The Hangfire peer exited during (h).");
+            }
+
+            Log($"(h) PollingApi {ours.PerSecond:0} /s against the peer's {theirs.PerSecond:0} /s: {ours.PerSecond / theirs.PerSecond:0.0}x");
+            return new PeerComparison(ours, theirs, ourPolls, peerPolls);
+        }
+        finally
+        {
+            cpu.ApiPid = apiPid;
+        }
     }
 
     /// <summary>

@@ -34,6 +34,9 @@ internal sealed record BenchmarkSettings
           --api-env NAME=VAL  extra environment for the API process, repeatable (e.g. Operations__MaxConcurrency=64,
                               DOTNET_PerfMapEnabled=1 for perf); the JSON line lists them
           --run-dir PATH      where the API's logs and pgbench's scripts go (default artifacts/benchmarks/<timestamp>)
+          --peer DIR          the Hangfire peer (h) runs from DIR/bin/Release/net10.0/hangfire-api.dll (default
+                              ../shared/peers/hangfire-api; scripts/bench.sh builds it); (h) is left out when it is not there
+          --no-peer           leave (h) out
           --statements        diagnosis: load pg_stat_statements (a server restart before the API starts) and print the
                               top statements of each API window; the extension costs a little, so say so when quoting
 
@@ -69,6 +72,15 @@ internal sealed record BenchmarkSettings
     public required string ApiDll { get; init; }
 
     public required string RunDirectory { get; init; }
+
+    /// <summary>The Hangfire peer's built dll for (h); null when (h) is left out.</summary>
+    public string? PeerDll { get; init; }
+
+    /// <summary>The peer folder (h) looks in when none is given, relative to the repository's root.</summary>
+    public const string DefaultPeerDirectory = "../shared/peers/hangfire-api";
+
+    /// <summary>(h): the pause between two polls of a pending operation, the same for both services.</summary>
+    public static readonly TimeSpan PeerPollPause = TimeSpan.FromMilliseconds(10);
 
     /// <summary>Extra environment variables for the API process; empty for the production configuration.</summary>
     public IReadOnlyDictionary<string, string> ApiEnvironment { get; init; } = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -110,6 +122,8 @@ internal sealed record BenchmarkSettings
         var paths = new PathOptions("benchmarks", now);
         var apiEnvironment = new Dictionary<string, string>(StringComparer.Ordinal);
         bool statements = false;
+        string? peerDirectory = DefaultPeerDirectory;
+        bool peerRequired = false;
 
         var reader = new CommandLineReader(args);
         while (reader.MoveNext())
@@ -159,6 +173,13 @@ internal sealed record BenchmarkSettings
                 case "--statements":
                     statements = true;
                     break;
+                case "--peer":
+                    peerDirectory = reader.Value();
+                    peerRequired = true;
+                    break;
+                case "--no-peer":
+                    peerDirectory = null;
+                    break;
                 case "--api-env":
                     string variable = reader.Value();
                     int equals = variable.IndexOf('=', StringComparison.Ordinal);
@@ -174,8 +195,20 @@ internal sealed record BenchmarkSettings
             }
         }
 
+        string? peerDll = peerDirectory is null ? null : Path.GetFullPath(Path.Combine(peerDirectory, "bin", "Release", "net10.0", "hangfire-api.dll"));
+        if (peerDll is not null && !File.Exists(peerDll))
+        {
+            if (peerRequired)
+            {
+                throw new ArgumentException($"--peer: {peerDll} is not there; build it first (dotnet build -c Release {peerDirectory}).");
+            }
+
+            peerDll = null;
+        }
+
         return new BenchmarkSettings
         {
+            PeerDll = peerDll,
             Quick = quick,
             Runs = runs,
             Window = TimeSpan.FromSeconds(seconds),

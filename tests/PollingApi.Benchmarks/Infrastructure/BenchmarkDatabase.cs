@@ -13,6 +13,9 @@ namespace PollingApi.Benchmarks.Infrastructure;
 internal sealed class BenchmarkDatabase : IAsyncDisposable
 {
     public const string ApiDatabase = "pollingapi";
+
+    /// <summary>The Hangfire peer's database (h), in the same cluster.</summary>
+    public const string PeerDatabase = "hangfire";
     public const string PgBenchDatabase = "bench";
 
     private readonly NpgsqlDataSource _api;
@@ -56,6 +59,7 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 
             await ExecuteAsync(admin, $"CREATE DATABASE {ApiDatabase}", cancellationToken);
             await ExecuteAsync(admin, $"CREATE DATABASE {PgBenchDatabase}", cancellationToken);
+            await ExecuteAsync(admin, $"CREATE DATABASE {PeerDatabase}", cancellationToken);
         }
 
         await using (var bench = await OpenAsync(cluster.ConnectionStringFor(PgBenchDatabase), cancellationToken))

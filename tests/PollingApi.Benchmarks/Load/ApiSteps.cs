@@ -60,6 +60,66 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
     public Task<StepOutcome> SubmitAndWaitAsync(WaitMode mode, CancellationToken cancellationToken, Action<Guid>? submitted = null) =>
         mode == WaitMode.Prefer ? SubmitPreferWaitAsync(submitted, cancellationToken) : SubmitThenLongPollAsync(submitted, cancellationToken);
 
+    /// <summary>
+    /// (b3): submit a no-op (202), then plain <c>GET {Location}</c> polls until 200, each after the pause the previous
+    /// answer's <c>Retry-After</c> asked for, as a generic client does: the first poll at once, later ones honouring it.
+    /// What the polls saw goes into <paramref name="stats"/>.
+    /// </summary>
+    public async Task<StepOutcome> SubmitThenPollAsync(PollStats stats, CancellationToken cancellationToken, TimeSpan? fixedPause = null)
+    {
+        using var request = SubmitRequest(prefer: false);
+        return await SendAsync(request, async response =>
+        {
+            await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            return response.StatusCode == HttpStatusCode.Accepted && response.Headers.Location is { } location
+                ? await PollAsync(new Uri(baseAddress, location), stats, fixedPause, cancellationToken)
+                : await Unexpected("POST /v1/diagnostics/sleep", "202 with Location", response, cancellationToken);
+        }, cancellationToken);
+    }
+
+    /// <summary>Polls until 200: after each 202, its <c>Retry-After</c>, or <paramref name="fixedPause"/> when given.</summary>
+    private async Task<StepOutcome> PollAsync(Uri location, PollStats stats, TimeSpan? fixedPause, CancellationToken cancellationToken)
+    {
+        // A no-op finishes in milliseconds: 30 polls honouring Retry-After (3,000 at a fixed pause) without a result is a failure.
+        int limit = fixedPause is null ? 30 : 3000;
+        for (int poll = 0; poll < limit; poll++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, location);
+            TimeSpan? pause = null;
+            var outcome = await SendAsync(request, async response =>
+            {
+                byte[] body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                if (response.StatusCode == HttpStatusCode.OK && body.AsSpan().IndexOf(SucceededStatus) >= 0)
+                {
+                    return StepOutcome.Ok;
+                }
+
+                if (response.StatusCode != HttpStatusCode.Accepted)
+                {
+                    return await Unexpected("GET /v1/operations/{id}", "200 succeeded (or 202)", response, cancellationToken, body);
+                }
+
+                pause = response.Headers.RetryAfter?.Delta;
+                if (pause is null && fixedPause is null)
+                {
+                    return await Unexpected("GET /v1/operations/{id}", "a 202 with Retry-After in seconds", response, cancellationToken, body);
+                }
+
+                pause ??= TimeSpan.Zero;
+                return new StepOutcome("still running");
+            }, cancellationToken);
+            stats.Polled(pause);
+            if (outcome.Error != "still running")
+            {
+                return outcome;
+            }
+
+            await Task.Delay(fixedPause ?? pause!.Value, cancellationToken);
+        }
+
+        return new StepOutcome($"GET {location}: still not done after {limit} polls");
+    }
+
     /// <summary>(d): read a finished operation and expect 200.</summary>
     public async Task<StepOutcome> ReadFinishedAsync(Guid id, CancellationToken cancellationToken)
     {
@@ -288,5 +348,40 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         body ??= await response.Content.ReadAsByteArrayAsync(cancellationToken);
         string text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, 300));
         return new StepOutcome($"{what}: expected {expected}, got {((int)response.StatusCode).ToString(CultureInfo.InvariantCulture)} {text}");
+    }
+}
+
+/// <summary>(b3): what the plain polls saw, over all clients.</summary>
+internal sealed class PollStats
+{
+    private long _polls;
+    private long _pending;
+    private long _maxRetryAfterTicks;
+
+    /// <summary>Polls sent.</summary>
+    public long Polls => Interlocked.Read(ref _polls);
+
+    /// <summary>Polls answered 202 (the operation not done yet).</summary>
+    public long Pending => Interlocked.Read(ref _pending);
+
+    /// <summary>The longest <c>Retry-After</c> a 202 asked for.</summary>
+    public TimeSpan MaxRetryAfter => TimeSpan.FromTicks(Interlocked.Read(ref _maxRetryAfterTicks));
+
+    /// <summary>Counts a poll; <paramref name="retryAfter"/> is the pause its 202 asked for, null for a final answer.</summary>
+    public void Polled(TimeSpan? retryAfter)
+    {
+        Interlocked.Increment(ref _polls);
+        if (retryAfter is not { } pause)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _pending);
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _maxRetryAfterTicks);
+        }
+        while (pause.Ticks > seen && Interlocked.CompareExchange(ref _maxRetryAfterTicks, pause.Ticks, seen) != seen);
     }
 }
