@@ -35,6 +35,8 @@ internal static class BenchmarkReport
         string seeded = settings.SeedRows.ToString("N0", CultureInfo.InvariantCulture);
         string streams = BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture);
         string sse = $"(i) {streams} SSE streams";
+        string polls = BenchmarkSettings.LongPolls.ToString("N0", CultureInfo.InvariantCulture);
+        string longPolls = $"(i) {polls} long-polls";
         string webhookOperations = settings.WebhookOperations.ToString("N0", CultureInfo.InvariantCulture);
         string claims = $"{settings.ClaimOperations.ToString("N0", CultureInfo.InvariantCulture)} pending no-ops";
         string tenants = BenchmarkSettings.ClaimTenants.ToString(CultureInfo.InvariantCulture);
@@ -106,6 +108,16 @@ internal static class BenchmarkReport
             new("i.submit_to_done_p50_ms", sse, $"submit to its `done` event on one stream, p50, {clients}", "ms", r => r.EventStreams.SubmitToDone.P50Ms),
             new("i.quiet_submit_to_done_p50_ms", sse, "submit to its `done` event on one stream, p50, 1 client", "ms",
                 r => r.EventStreams.QuietSubmitToDone.P50Ms),
+            new("i.long_polls_rss_mb", longPolls, $"API resident memory (VmRSS), {polls} long-polls open", "MB",
+                r => r.LongPolls.ResidentWithPollsBytes / Megabyte, Target: new("<= 400 MB", v => v <= 400, false)),
+            new("i.long_polls_to_waiter_p50_ms", longPolls, "an operation's completion to its long-poll's answer, p50", "ms",
+                r => r.LongPolls.CompletionToWaiter.P50Ms),
+            new("i.long_polls_to_waiter_p99_ms", longPolls, "an operation's completion to its long-poll's answer, p99", "ms",
+                r => r.LongPolls.CompletionToWaiter.P99Ms, Target: new("<= 50 ms", v => v <= 50, false)),
+            new("i.long_polls_b_p99_ms", longPolls, $"(b) submit-to-result p99, {clients}, {polls} long-polls open", "ms",
+                r => r.LongPolls.With.Latency.P99Ms, r => r.LongPolls.P99Ratio, "no long-polls", new("<= 1.25 of no long-polls", v => v <= 1.25, true)),
+            new("i.long_polls_b_ops", longPolls, $"(b) completed operations/s, {clients}, {polls} long-polls open", "ops/s",
+                r => r.LongPolls.With.PerSecond, r => r.LongPolls.With.PerSecond / r.LongPolls.Without.PerSecond, "no long-polls"),
             new("j.deliveries_rps", "(j) webhooks", $"deliveries/s to a local receiver, {webhookOperations} operations, first to last", "deliveries/s",
                 r => r.Webhooks.DeliveriesPerSecond, r => r.Webhooks.DeliveriesPerSecond / r.EndToEnd.PerSecond, "(b)"),
             new("k.one_tenant", "(k) claim throughput", $"workers' rate, {claims} of 1 tenant, first claim to last end", "ops/s",
@@ -428,6 +440,8 @@ internal static class BenchmarkReport
         ("(i) end to end, no stream open", r => r.EventStreams.Without.Cpu),
         ($"(i) {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open, idle", r => r.EventStreams.IdleWithStreams),
         ($"(i) end to end, {BenchmarkSettings.EventStreams.ToString("N0", CultureInfo.InvariantCulture)} streams open", r => r.EventStreams.With.Cpu),
+        ("(i) end to end, no long-poll open", r => r.LongPolls.Without.Cpu),
+        ($"(i) end to end, {BenchmarkSettings.LongPolls.ToString("N0", CultureInfo.InvariantCulture)} long-polls open", r => r.LongPolls.With.Cpu),
         ("(k) drain, 1 tenant", r => r.Claims.OneTenant.Cpu),
         ($"(k) drain, {BenchmarkSettings.ClaimTenants.ToString(CultureInfo.InvariantCulture)} tenants", r => r.Claims.HundredTenants.Cpu),
         ("(k) drain, 1 tenant, kind capped", r => r.Claims.Capped.Cpu),

@@ -40,6 +40,7 @@ internal sealed record RunResult
     public required LoadResult EndToEndSeeded { get; init; }
     public required WebhookResult Webhooks { get; init; }
     public required EventStreamsResult EventStreams { get; init; }
+    public required LongPollsResult LongPolls { get; init; }
     public required ClaimThroughputResult Claims { get; init; }
     public required IReadOnlyDictionary<string, string> Server { get; init; }
     public required int? ApiExitCode { get; init; }
@@ -50,6 +51,7 @@ internal sealed record RunResult
         ("a", Submit), ("b", EndToEnd), ("b2", EndToEndLongPoll), ("b3", EndToEndPolls), ("c", Light), ("d", StatusReads),
         ("g.a", SubmitSeeded), ("g.b", EndToEndSeeded),
         ("i.none", EventStreams.Without), ("i.streams", EventStreams.With),
+        ("i.no_long_polls", LongPolls.Without), ("i.long_polls", LongPolls.With),
         .. PeerLoads,
     ];
 
@@ -109,6 +111,33 @@ internal sealed record EventStreamsResult
     public double DoneShare => Completions > 0 ? (double)TotalDoneEvents / ((double)Streams * Completions) : double.NaN;
 
     public static double ApiMicrosecondsPerOperation(LoadResult load) => load.Count > 0 ? 1e6 * load.Cpu.Api / load.Count : double.NaN;
+}
+
+/// <summary>
+/// (i) long-polls: <see cref="Polls"/> operations scheduled a little ahead, a long-poll open on each; (b)'s load without
+/// them and while they are open; the API's memory; and, once the operations come due and complete, how long each
+/// completion took to reach its long-poll.
+/// </summary>
+internal sealed record LongPollsResult
+{
+    public required int Polls { get; init; }
+    public required double OpenSeconds { get; init; }
+    public required double GaugeWhileOpen { get; init; }
+    public required long ResidentBeforeBytes { get; init; }
+    public required long ResidentWithPollsBytes { get; init; }
+    public required LoadResult Without { get; init; }
+    public required LoadResult With { get; init; }
+
+    /// <summary>From an operation's <c>completed_at</c> (the database's clock) to its 200 arriving at the driver (the same machine's clock).</summary>
+    public required LatencySummary CompletionToWaiter { get; init; }
+
+    public required int Answered { get; init; }
+    public required long Repolls { get; init; }
+
+    /// <summary>Whether the operations came due before the window with the polls open had ended (its figure then includes their completions).</summary>
+    public required bool DueDuringWindow { get; init; }
+
+    public double P99Ratio => Without.Latency.P99Ms > 0 ? With.Latency.P99Ms / Without.Latency.P99Ms : double.NaN;
 }
 
 /// <summary>(j): a subscription to operation.succeeded, <see cref="Operations"/> no-ops submitted, each delivered to the driver's receiver.</summary>
@@ -181,6 +210,7 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan IdleStreamsWindow = TimeSpan.FromSeconds(3);
     private const string EventStreamsGauge = "pollingapi_event_streams";
+    private const string WaitingRequestsGauge = "pollingapi_waiting_requests";
     private const int QuietOperations = 40;
 
     /// <summary>The kind (k) seeds: the no-op every other scenario submits.</summary>
@@ -320,6 +350,9 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
         // them. (j) before (i): once a filtered stream has been open, the node's change feed keeps reading every change for
         // five minutes, which (j) would pay for.
         var webhooks = await WebhooksAsync(steps, api, cpu, database, cancellationToken);
+        // The long-polls before the event streams: 1,000 streams leave the node's heap a few hundred MB larger for a while,
+        // which (i)'s memory figure for the long-polls would otherwise include.
+        var longPolls = await LongPollsAsync(steps, api, cpu, database, apiKey, window, cancellationToken);
         var eventStreams = await EventStreamsAsync(steps, api, cpu, database, apiKey, window, cancellationToken);
 
         // (k) last: it adds three backlogs' worth of rows to the table and changes the kind's settings (put back after it).
@@ -357,6 +390,7 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             EndToEndSeeded = endToEndSeeded,
             Webhooks = webhooks,
             EventStreams = eventStreams,
+            LongPolls = longPolls,
             Claims = claims,
             Server = database.Durability,
             ApiExitCode = exitCode,
@@ -600,6 +634,110 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
     }
 
     /// <summary>
+    /// (i) long-polls: (b)'s load once without them; then <see cref="BenchmarkSettings.LongPolls"/> no-ops submitted with
+    /// <c>Operation-Scheduled-At</c> far enough ahead for the rest, a <c>GET ?wait=</c> long-poll opened on each, the API's
+    /// memory read once the node counts them all waiting, (b)'s load again while they are open; then the operations come due,
+    /// the workers run them, and each completion's way to its long-poll is timed against the row's <c>completed_at</c>.
+    /// </summary>
+    private async Task<LongPollsResult> LongPollsAsync(ApiSteps steps, ApiProcess api, CpuMeter cpu, BenchmarkDatabase database,
+        string apiKey, LoadWindow window, CancellationToken cancellationToken)
+    {
+        int count = BenchmarkSettings.LongPolls;
+        Func<int, long, CancellationToken, Task<StepOutcome>> step = (_, _, ct) => steps.SubmitAndWaitAsync(settings.WaitMode, ct);
+        var without = await LoadAsync("(i) end to end, no long-poll open", settings.Clients, window, step, api, cpu, database, cancellationToken);
+        await DrainAsync(database, "(i) without long-polls", cancellationToken);
+
+        // Submitting (about 2 s), opening (a few s) and the window with the polls open must fit before the operations are due.
+        var windowLength = window.Warmup + window.Measure;
+        var due = TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(30) + windowLength;
+        var ids = new Guid[count];
+        int next = -1;
+        await Task.WhenAll(Enumerable.Range(0, settings.Clients).Select(async _ =>
+        {
+            for (int i = Interlocked.Increment(ref next); i < count; i = Interlocked.Increment(ref next))
+            {
+                ids[i] = await steps.SubmitScheduledAsync(due, cancellationToken);
+            }
+        }));
+
+        long residentBefore = api.ReadMemory().Resident;
+        var opening = Stopwatch.StartNew();
+        await using var pollers = await LongPollers.StartAsync(api.BaseAddress, ApiSteps.ApiKeyHeader, apiKey, ids, BenchmarkSettings.WaitSeconds,
+            cancellationToken);
+        double gauge = await WaitForGaugeAtLeastAsync(steps, WaitingRequestsGauge, count, TimeSpan.FromSeconds(60), cancellationToken);
+        double openSeconds = opening.Elapsed.TotalSeconds;
+        await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+        long residentWith = api.ReadMemory().Resident;
+        Log($"(i) {count:N0} long-polls open in {openSeconds:0.0} s ({WaitingRequestsGauge} {gauge:0}); API resident {residentWith / 1048576.0:0} MB " +
+            $"(before {residentBefore / 1048576.0:0} MB); their operations are due at {due:HH:mm:ss}");
+
+        var with = await LoadAsync($"(i) end to end, {count:N0} long-polls open", settings.Clients, window, step, api, cpu, database, cancellationToken);
+        bool dueDuringWindow = TimeProvider.System.GetUtcNow() > due;
+        if (pollers.Arrivals.Count > 0 && !dueDuringWindow)
+        {
+            throw new InvalidOperationException($"{pollers.Arrivals.Count} long-polls were answered before their operations were due.");
+        }
+
+        if (!await pollers.WaitForAllAsync(due - TimeProvider.System.GetUtcNow() + TimeSpan.FromSeconds(60), cancellationToken))
+        {
+            throw new TimeoutException($"{count - pollers.Arrivals.Count} of the {count} long-polls had no answer a minute after their operations were due.");
+        }
+
+        if (pollers.ErrorCount > 0)
+        {
+            throw new InvalidOperationException($"{pollers.ErrorCount} long-polls failed, e.g. {string.Join(" | ", pollers.Errors)}");
+        }
+
+        var completedAt = await database.CompletedAtAsync(ids, cancellationToken);
+        var latencies = new List<long>(count);
+        foreach (var (id, arrived) in pollers.Arrivals)
+        {
+            if (completedAt.TryGetValue(id, out var completed))
+            {
+                latencies.Add(Math.Max(0, (long)((arrived - completed).TotalSeconds * Stopwatch.Frequency)));
+            }
+        }
+
+        var result = new LongPollsResult
+        {
+            Polls = count,
+            OpenSeconds = openSeconds,
+            GaugeWhileOpen = gauge,
+            ResidentBeforeBytes = residentBefore,
+            ResidentWithPollsBytes = residentWith,
+            Without = without,
+            With = with,
+            CompletionToWaiter = LatencySummary.From([.. latencies]),
+            Answered = pollers.Arrivals.Count,
+            Repolls = pollers.Repolls,
+            DueDuringWindow = dueDuringWindow,
+        };
+        Log($"(i) all {result.Answered:N0} long-polls answered ({result.Repolls} waits ran out and were sent again); completion to its long-poll " +
+            $"p50 {result.CompletionToWaiter.P50Ms:0.0} ms, p99 {result.CompletionToWaiter.P99Ms:0.0} ms, max {result.CompletionToWaiter.MaxMs:0.0} ms; " +
+            $"(b) p99 {with.Latency.P99Ms:0.00} ms with them open against {without.Latency.P99Ms:0.00} ms without" +
+            (dueDuringWindow ? " (WARNING: the operations came due before that window ended)" : ""));
+        await DrainAsync(database, "(i) long-polls", cancellationToken);
+        return result;
+    }
+
+    private static async Task<double> WaitForGaugeAtLeastAsync(ApiSteps steps, string name, double atLeast, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var watch = Stopwatch.StartNew();
+        double value;
+        while ((value = await steps.ReadMetricAsync(name, cancellationToken)) < atLeast || double.IsNaN(value))
+        {
+            if (watch.Elapsed > timeout)
+            {
+                throw new TimeoutException($"{name} was {value} after {timeout.TotalSeconds:0} s, not at least {atLeast}.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
+
+        return value;
+    }
+
+    /// <summary>
     /// (k): <see cref="BenchmarkSettings.ClaimOperations"/> pending no-ops seeded with SQL while their kind is paused, then
     /// drained by the node's workers once it is resumed; three times, one after the other: all of one tenant; spread
     /// round-robin over <see cref="BenchmarkSettings.ClaimTenants"/> tenants; of one tenant with the kind capped at the node's
@@ -834,6 +972,8 @@ internal sealed class BenchmarkRun(BenchmarkSettings settings, int number, TextW
             ["RateLimiting__PermitsPerSecond"] = "1000000",
             ["RateLimiting__Burst"] = "1000000",
             ["Operations__MaxUnfinishedPerTenant"] = "100000000",
+            // (i) holds 10,000 long-polls on the node; the shipped limit is 2,000 connections (see the README's Limits).
+            ["Kestrel__Limits__MaxConcurrentConnections"] = "12000",
             // (j) delivers to the driver's receiver on http://127.0.0.1; nothing is delivered anywhere before it subscribes.
             ["Webhooks__AllowHttp"] = "true",
             ["Webhooks__AllowPrivateNetworks"] = "true",

@@ -97,6 +97,9 @@ internal sealed record BenchmarkSettings
     /// <summary>What (i)'s streams follow: every operation of the kind the load submits, each change of it.</summary>
     public const string EventStreamPath = "v1/operations/events?kind=diagnostics.sleep";
 
+    /// <summary>Long-polls (i) holds open on the node at once, one per scheduled operation.</summary>
+    public const int LongPolls = 10_000;
+
     /// <summary>The tenants (k)'s second drain spreads its operations over, round-robin.</summary>
     public const int ClaimTenants = 100;
 

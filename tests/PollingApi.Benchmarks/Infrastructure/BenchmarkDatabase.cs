@@ -165,6 +165,21 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         return (backlog, backlog == 0 ? TimeSpan.Zero : watch.Elapsed);
     }
 
+    /// <summary>(i) long-polls: when each of <paramref name="ids"/> completed, by the database's clock.</summary>
+    public async Task<Dictionary<Guid, DateTimeOffset>> CompletedAtAsync(Guid[] ids, CancellationToken cancellationToken)
+    {
+        await using var command = _api.CreateCommand("SELECT id, completed_at FROM operations WHERE id = ANY(@ids) AND completed_at IS NOT NULL");
+        command.Parameters.AddWithValue("ids", ids);
+        var completed = new Dictionary<Guid, DateTimeOffset>(ids.Length);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            completed[reader.GetGuid(0)] = new DateTimeOffset(DateTime.SpecifyKind(reader.GetDateTime(1), DateTimeKind.Utc));
+        }
+
+        return completed;
+    }
+
     /// <summary>Ids of up to <paramref name="count"/> succeeded operations, the newest first.</summary>
     public async Task<Guid[]> FinishedIdsAsync(int count, CancellationToken cancellationToken)
     {

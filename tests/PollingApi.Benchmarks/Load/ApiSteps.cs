@@ -120,6 +120,23 @@ internal sealed class ApiSteps(HttpClient http, Uri baseAddress, int waitSeconds
         return new StepOutcome($"GET {location}: still not done after {limit} polls");
     }
 
+    /// <summary>(i) long-polls: submit a no-op that nothing claims before <paramref name="at"/> (<c>Operation-Scheduled-At</c>); its id.</summary>
+    public async Task<Guid> SubmitScheduledAsync(DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        using var request = SubmitRequest(prefer: false);
+        request.Headers.TryAddWithoutValidation("Operation-Scheduled-At", at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+        using var response = await http.SendAsync(request, cancellationToken);
+        Guid id = Guid.Empty;
+        Report(submitted => id = submitted, response);
+        if (response.StatusCode != HttpStatusCode.Accepted || id == Guid.Empty)
+        {
+            throw new InvalidOperationException((await Unexpected("POST /v1/diagnostics/sleep with Operation-Scheduled-At", "202 with Location",
+                response, cancellationToken)).Error);
+        }
+
+        return id;
+    }
+
     /// <summary>(d): read a finished operation and expect 200.</summary>
     public async Task<StepOutcome> ReadFinishedAsync(Guid id, CancellationToken cancellationToken)
     {
