@@ -37,6 +37,9 @@ internal sealed partial class LeaseKeeper(
 {
     private readonly ConcurrentDictionary<Guid, byte> _releaseIfStored = new();
     private readonly ConcurrentDictionary<DateTime, int> _claimsToRelease = new();
+
+    /// <summary>Handlers the last renewal did not renew while they were still running (renewals run one at a time).</summary>
+    private HashSet<Guid> _missedLastRenewal = [];
     private readonly ConcurrentDictionary<Guid, GivenUp> _givenUp = new();
     private readonly Lock _gate = new();
     private TaskCompletionSource? _claimsSuspended;
@@ -324,7 +327,21 @@ internal sealed partial class LeaseKeeper(
         running.Extended(renewed.Select(l => l.Id), leaseUntil);
         if (renewed.Count < ids.Count)
         {
-            LogLeasesLost(ids.Count - renewed.Count);
+            // A row not renewed was either taken from this node, or is being completed right now: its handler ended and
+            // the completion holds the row's lock, which the renewal skips. Only a handler still running after two
+            // renewals in a row that missed it has lost its lease.
+            var renewedIds = renewed.Select(l => l.Id).ToHashSet();
+            var missed = ids.Where(id => !renewedIds.Contains(id) && running.IsRunning(id)).ToHashSet();
+            int lost = missed.Count(_missedLastRenewal.Contains);
+            _missedLastRenewal = missed;
+            if (lost > 0)
+            {
+                LogLeasesLost(lost);
+            }
+        }
+        else
+        {
+            _missedLastRenewal = [];
         }
 
         // A cancellation whose notification was missed (the listener was reconnecting) is caught here.

@@ -17,6 +17,9 @@ internal sealed partial class RunningHandlers(HandlerSlots slots, WorkerContext 
 
     public IReadOnlyCollection<Guid> Ids => [.. _running.Keys];
 
+    /// <summary>Whether a handler of operation <paramref name="id"/> is running on this node now.</summary>
+    public bool IsRunning(Guid id) => _running.ContainsKey(id);
+
     /// <summary>
     /// The running operations whose leases this node keeps renewing: all but those past their attempt timeout, those whose
     /// leases it gave up, and those it is handing back.
