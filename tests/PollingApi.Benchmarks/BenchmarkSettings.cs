@@ -27,7 +27,7 @@ internal sealed record BenchmarkSettings
                               mostly done before anything is measured (default 20)
           --clients N         concurrent clients of (a), (b), (d) and pgbench (default 32)
           --light-ops N       least operations measured in (c), whatever the window (default 500)
-          --seed-rows N       finished operations inserted before (g) (default 1000000)
+          --seed-rows N       finished operations inserted before (g) (default 10000000, quick 100000)
           --claim-ops N       pending no-ops seeded for each of (k)'s three drains (default 20000, quick 5000)
           --wait-mode MODE    how (b) and (c) wait for the result: prefer (Prefer: wait, default) or long-poll
           --api-dll PATH      the PollingApi build to run (default src/PollingApi/bin/Release/net10.0/PollingApi.dll)
@@ -59,7 +59,7 @@ internal sealed record BenchmarkSettings
 
     public int LightOperations { get; init; } = 500;
 
-    public int SeedRows { get; init; } = 1_000_000;
+    public int SeedRows { get; init; } = 10_000_000;
 
     /// <summary>Pending no-ops (k) seeds for each of its drains: one tenant, 100 tenants, one tenant with the kind capped.</summary>
     public int ClaimOperations { get; init; } = 20_000;
@@ -119,7 +119,7 @@ internal sealed record BenchmarkSettings
         int apiWarmup = 20;
         int clients = 32;
         int lightOperations = 500;
-        int seedRows = quick ? 100_000 : 1_000_000;
+        int seedRows = quick ? 100_000 : 10_000_000;
         int claimOperations = quick ? 5_000 : 20_000;
         var waitMode = WaitMode.Prefer;
         var paths = new PathOptions("benchmarks", now);
