@@ -129,10 +129,16 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
         return lines;
     }
 
-    /// <summary>Operations not finished yet: pending (due or not) and running.</summary>
+    /// <summary>
+    /// Operations not finished yet: pending (due or not) and running. Counted as two counts whose predicates are those of
+    /// the partial indexes of pending and running rows: planned as one <c>status IN (...)</c>, the count became a
+    /// sequential scan of the whole table once it held millions of finished rows, and the drain polling it every 100 ms
+    /// then measured its own scans (at 10,000,000 rows (g)'s catch-up read 0.34 of the empty table's rate).
+    /// </summary>
     public async Task<long> CountUnfinishedAsync(CancellationToken cancellationToken)
     {
-        await using var command = _api.CreateCommand("SELECT count(*) FROM operations WHERE status IN ('pending', 'running')");
+        await using var command = _api.CreateCommand(
+            "SELECT (SELECT count(*) FROM operations WHERE status = 'pending') + (SELECT count(*) FROM operations WHERE status = 'running')");
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
@@ -269,9 +275,8 @@ internal sealed class BenchmarkDatabase : IAsyncDisposable
 
     /// <summary>
     /// (k): waits until no operation of <paramref name="owners"/> is pending and none at all is running. Asks every 100 ms
-    /// through the partial indexes of pending and running rows: the count <see cref="WaitForBacklogAsync"/> polls is planned
-    /// as a sequential scan of the whole table once it has hundreds of thousands of rows, and would compete with the drain
-    /// being measured. Throws when they are not done within <paramref name="timeout"/>.
+    /// through the partial indexes of pending and running rows, as <see cref="CountUnfinishedAsync"/> does.
+    /// Throws when they are not done within <paramref name="timeout"/>.
     /// </summary>
     public async Task WaitUntilDrainedAsync(IReadOnlyList<string> owners, TimeSpan timeout, CancellationToken cancellationToken)
     {
