@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Dapper;
 using Npgsql;
 using PollingApi.Operations.Tests.Infrastructure;
@@ -148,6 +149,54 @@ public sealed class ClaimingTests
         string plan = string.Join('\n', lines);
         Assert.Contains("operations_queue_idx", plan, StringComparison.Ordinal);
         Assert.DoesNotContain("Seq Scan on operations", plan, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AClaimNeverReadsTheRowsScheduledBeyondNow()
+    {
+        await using var host = await EngineHost.StartAsync(await PostgresServer.CreateDatabaseAsync(), "scheduled-planner");
+        await using var connection = new NpgsqlConnection(host.ConnectionString);
+        await connection.OpenAsync();
+        // One due row behind 2,000 scheduled an hour ahead in the same queue (same tenant, kind and priority).
+        await connection.ExecuteAsync("""
+            INSERT INTO operations (id, owner, kind, status, payload, max_attempts, next_attempt_at, created_at, updated_at)
+            SELECT gen_random_uuid(), 'default', 'test.run', 'pending', '{}', 5, now() + interval '1 hour', now(), now()
+            FROM generate_series(1, 2000);
+            INSERT INTO operations (id, owner, kind, status, payload, max_attempts, next_attempt_at, created_at, updated_at)
+            VALUES ('00000000-0000-7000-8000-000000000001', 'default', 'test.run', 'pending', '{}', 5, now() - interval '1 second', now(), now());
+            ANALYZE operations;
+            """);
+
+        await using var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, FORMAT JSON) " + AttemptStore.ClaimSql, connection);
+        var now = TimeProvider.System.GetUtcNow().UtcDateTime;
+        explain.Parameters.AddWithValue("nodeId", "scheduled-planner");
+        explain.Parameters.AddWithValue("limit", 8);
+        explain.Parameters.AddWithValue("now", now);
+        explain.Parameters.AddWithValue("leaseUntil", now.AddSeconds(30));
+        explain.Parameters.AddWithValue("paused", Array.Empty<string>());
+        using var plan = JsonDocument.Parse((string)(await explain.ExecuteScalarAsync())!);
+
+        // The queue's scan ends where the claim keys pass now: the scheduled rows are neither fetched nor filtered out.
+        var scans = PlanNodes(plan.RootElement[0].GetProperty("Plan"))
+            .Where(node => node.TryGetProperty("Relation Name", out var table) && table.GetString() == "operations")
+            .ToList();
+        Assert.Equal(0, scans.Sum(scan => scan.TryGetProperty("Rows Removed by Filter", out var removed) ? removed.GetInt64() : 0));
+        Assert.Contains(scans, scan => scan.TryGetProperty("Index Name", out var index) && index.GetString() == "operations_queue_idx"
+            && scan.TryGetProperty("Index Cond", out var condition) && condition.GetString()!.Contains("operations_claim_key", StringComparison.Ordinal));
+        Assert.Equal("running", await host.ScalarAsync<string>("SELECT status FROM operations WHERE id = '00000000-0000-7000-8000-000000000001'"));
+        Assert.Equal(2000, await host.ScalarAsync<long>("SELECT count(*) FROM operations WHERE status = 'pending' AND next_attempt_at > now()"));
+
+        static IEnumerable<JsonElement> PlanNodes(JsonElement node)
+        {
+            yield return node;
+            if (node.TryGetProperty("Plans", out var children))
+            {
+                foreach (var child in children.EnumerateArray().SelectMany(PlanNodes))
+                {
+                    yield return child;
+                }
+            }
+        }
     }
 
     [Fact]

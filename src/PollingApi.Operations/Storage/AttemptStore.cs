@@ -85,7 +85,10 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
 
     // The queues with pending rows, one index descent each (paused kinds left out), and the first due, unlocked rows of
     // each: an equal share of the batch per queue, so that a claim locks about as many rows as it takes however many
-    // tenants wait. Ranked within their queue and then within their tenant.
+    // tenants wait. Ranked within their queue and then within their tenant. A due row's claim key is never later than
+    // @now (the key is the due time moved earlier), so bounding the key ends each queue's index scan at @now: rows
+    // scheduled further ahead are never read (without the bound, a queue with fewer due rows than its share was read to
+    // its end, every scheduled row fetched from the heap to be filtered out).
     private const string CandidatesSql = """
         WITH RECURSIVE queues AS (
             (SELECT owner, kind FROM operations WHERE status = 'pending' ORDER BY owner, kind LIMIT 1)
@@ -104,6 +107,7 @@ internal sealed class AttemptStore(NpgsqlDataSource dataSource)
             FROM open_queues AS q CROSS JOIN LATERAL (
                 SELECT id, operations_claim_key(next_attempt_at, priority) AS claim_key FROM operations
                 WHERE status = 'pending' AND owner = q.owner AND kind = q.kind AND next_attempt_at <= @now
+                  AND operations_claim_key(next_attempt_at, priority) <= @now
                 ORDER BY operations_claim_key(next_attempt_at, priority)
                 LIMIT (SELECT rows FROM share)
                 FOR UPDATE SKIP LOCKED) AS c),
