@@ -222,18 +222,8 @@ internal static class OperationEvents
             ? version
             : -1;
 
-    private static async Task<bool> WaitAsync(Task changed, TimeSpan heartbeat, TimeProvider timeProvider, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await changed.WaitAsync(heartbeat, timeProvider, cancellationToken).ConfigureAwait(false);
-            return true;
-        }
-        catch (TimeoutException)
-        {
-            return false;
-        }
-    }
+    private static Task<bool> WaitAsync(Task changed, TimeSpan heartbeat, TimeProvider timeProvider, CancellationToken cancellationToken) =>
+        changed.CompletesWithinAsync(heartbeat, timeProvider, cancellationToken);
 
     /// <summary>Writes the <c>text/event-stream</c> format and flushes every event, so it leaves at once.</summary>
     internal sealed class EventWriter(HttpResponse response, JsonSerializerOptions json)

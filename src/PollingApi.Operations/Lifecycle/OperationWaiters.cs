@@ -107,17 +107,10 @@ internal sealed class OperationWaiters
         /// Waits until notified or until <paramref name="timeout"/>. A cancelled request stops waiting with an
         /// <see cref="OperationCanceledException"/>.
         /// </summary>
-        public async Task<WakeUp> WaitAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken)
-        {
-            try
-            {
-                return new WakeUp(true, await _signal.Task.WaitAsync(timeout, timeProvider, cancellationToken).ConfigureAwait(false));
-            }
-            catch (TimeoutException)
-            {
-                return new WakeUp(false, null);
-            }
-        }
+        public async Task<WakeUp> WaitAsync(TimeSpan timeout, TimeProvider timeProvider, CancellationToken cancellationToken) =>
+            await _signal.Task.CompletesWithinAsync(timeout, timeProvider, cancellationToken).ConfigureAwait(false)
+                ? new WakeUp(true, await _signal.Task.ConfigureAwait(false))
+                : new WakeUp(false, null);
 
         public void Dispose() => _owner.Remove(_id, _signal);
     }
