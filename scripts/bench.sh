@@ -7,7 +7,7 @@
 # Usage: scripts/bench.sh [--quick] [--runs N] [--seconds S] [...]   (scripts/bench.sh --help lists them all)
 #   --quick   1 run with short windows, 100,000 seeded rows and 5,000 operations per (k) drain: about 4 minutes, for CI
 #   default   3 runs (the median is reported) with 10 s windows, 10,000,000 seeded rows and 20,000 operations per (k) drain:
-#             about 35 minutes; (h) needs the Hangfire peer in ../shared/peers/hangfire-api (built here when it is there)
+#             about 25 minutes; (h) needs the Hangfire peer in ../shared/peers/hangfire-api (built here when it is there)
 #
 # Exit status: 0 when everything was measured (also when targets are missed: it is a measurement), 1 when
 # something broke, 2 on a usage error, 130 when interrupted.
