@@ -38,15 +38,25 @@ case "$command" in
   start)
     initdb=$(locate initdb)
     pg_ctl=$(locate pg_ctl)
-    port=55432
-    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-      port=$((port + 1))
-    done
     mkdir -p "$dir"
     [[ $(id -u) -eq 0 ]] && chown postgres:postgres "$dir"
     as_owner "$initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --no-sync --no-instructions >/dev/null
-    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null
+    # A port that looked free can be taken before the server binds it (another cluster starting or stopping at the
+    # same moment): then the next free one is tried, three times in all, and the server's log is shown if all fail.
+    port=55432
+    for try in 1 2 3; do
+      while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        port=$((port + 1))
+      done
+      if as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null; then
+        break
+      fi
+      echo "throwaway PostgreSQL did not start on port $port (try $try of 3); its log ends:" >&2
+      tail -n 5 "$dir/server.log" >&2 || true
+      [[ $try -lt 3 ]] || exit 1
+      port=$((port + 1))
+    done
     as_owner "$(locate psql)" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt \
       -c "CREATE DATABASE pollingapi" >/dev/null
     echo "Host=127.0.0.1;Port=$port;Username=postgres;Database=pollingapi"
